@@ -1,0 +1,3 @@
+module github.com/callpostback/caddy-postback
+
+go 1.26.8

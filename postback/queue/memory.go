@@ -1,0 +1,233 @@
+package queue
+
+import (
+	"context"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// Memory is a Queue held in this process: for development and a single
+// instance only, since what it holds is lost on restart (§8.5).
+type Memory struct {
+	mu     sync.Mutex
+	seq    uint64
+	calls  map[string]*memCall
+	leases map[string]memLease
+	dead   map[string][]DeadEntry
+}
+
+type memCall struct {
+	entries []Entry
+	due     time.Time
+	attempt int
+}
+
+type memLease struct {
+	owner string
+	until time.Time
+}
+
+// NewMemory returns an empty in-memory queue.
+func NewMemory() *Memory {
+	return &Memory{
+		calls:  make(map[string]*memCall),
+		leases: make(map[string]memLease),
+		dead:   make(map[string][]DeadEntry),
+	}
+}
+
+func (m *Memory) Append(_ context.Context, e *Entry, ifPending bool, due time.Time) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c := m.calls[e.CallLogID]
+	if ifPending && (c == nil || len(c.entries) == 0) {
+		return false, nil
+	}
+	if c == nil {
+		c = &memCall{due: due}
+		m.calls[e.CallLogID] = c
+	}
+	m.seq++
+	// Zero-padded so that IDs also sort as strings.
+	e.ID = leftPad(strconv.FormatUint(m.seq, 10))
+	c.entries = append(c.entries, *e)
+	return true, nil
+}
+
+func (m *Memory) Wake(_ context.Context, callLogID string, now time.Time) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c := m.calls[callLogID]
+	if c == nil {
+		return false, nil
+	}
+	c.due, c.attempt = now, 0
+	return true, nil
+}
+
+func (m *Memory) Due(_ context.Context, now time.Time, limit int) ([]Due, error) {
+	m.mu.Lock()
+	type dueAt struct {
+		Due
+		at time.Time
+	}
+	var found []dueAt
+	for id, c := range m.calls {
+		if !c.due.After(now) {
+			found = append(found, dueAt{Due{CallLogID: id, Attempt: c.attempt}, c.due})
+		}
+	}
+	m.mu.Unlock()
+	sort.Slice(found, func(i, j int) bool { return found[i].at.Before(found[j].at) })
+	if len(found) > limit {
+		found = found[:limit]
+	}
+	out := make([]Due, len(found))
+	for i := range found {
+		out[i] = found[i].Due
+	}
+	return out, nil
+}
+
+func (m *Memory) Schedule(_ context.Context, callLogID string, at time.Time, attempt int) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if c := m.calls[callLogID]; c != nil {
+		c.due, c.attempt = at, attempt
+	}
+	return nil
+}
+
+func (m *Memory) Claim(_ context.Context, callLogID, owner string, ttl time.Duration) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := time.Now()
+	if l, ok := m.leases[callLogID]; ok && l.owner != owner && now.Before(l.until) {
+		return false, nil
+	}
+	m.leases[callLogID] = memLease{owner: owner, until: now.Add(ttl)}
+	return true, nil
+}
+
+func (m *Memory) Release(_ context.Context, callLogID, owner string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if l, ok := m.leases[callLogID]; ok && l.owner == owner {
+		delete(m.leases, callLogID)
+	}
+	return nil
+}
+
+func (m *Memory) Head(_ context.Context, callLogID string) (Entry, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c := m.calls[callLogID]
+	if c == nil || len(c.entries) == 0 {
+		return Entry{}, false, nil
+	}
+	return c.entries[0], true, nil
+}
+
+// popHead removes entry id from the head of a call's list; the caller holds m.mu.
+func (m *Memory) popHead(callLogID, owner, id string) (Entry, error) {
+	l, ok := m.leases[callLogID]
+	c := m.calls[callLogID]
+	if !ok || l.owner != owner || time.Now().After(l.until) || c == nil || len(c.entries) == 0 || c.entries[0].ID != id {
+		return Entry{}, ErrNotLeaseholder
+	}
+	e := c.entries[0]
+	c.entries = c.entries[1:]
+	if len(c.entries) == 0 {
+		delete(m.calls, callLogID)
+	}
+	return e, nil
+}
+
+func (m *Memory) Ack(_ context.Context, callLogID, owner, id string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, err := m.popHead(callLogID, owner, id)
+	return err
+}
+
+func (m *Memory) Bury(_ context.Context, callLogID, owner, id, reason string, at time.Time) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, err := m.popHead(callLogID, owner, id)
+	if err != nil {
+		return err
+	}
+	m.dead[callLogID] = append(m.dead[callLogID], DeadEntry{Entry: e, Reason: reason, DeadAt: at})
+	return nil
+}
+
+func (m *Memory) Pending(_ context.Context, callLogID string) ([]Entry, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c := m.calls[callLogID]
+	if c == nil {
+		return nil, nil
+	}
+	return append([]Entry(nil), c.entries...), nil
+}
+
+func (m *Memory) Dead(_ context.Context, callLogID string) ([]DeadEntry, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]DeadEntry(nil), m.dead[callLogID]...), nil
+}
+
+func (m *Memory) Requeue(_ context.Context, callLogID string, due time.Time) (int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	dead := m.dead[callLogID]
+	if len(dead) == 0 {
+		return 0, nil
+	}
+	delete(m.dead, callLogID)
+	c := m.calls[callLogID]
+	if c == nil {
+		c = &memCall{}
+		m.calls[callLogID] = c
+	}
+	back := make([]Entry, 0, len(dead)+len(c.entries))
+	for _, d := range dead {
+		back = append(back, d.Entry)
+	}
+	c.entries = append(back, c.entries...)
+	c.due, c.attempt = due, 0
+	return len(dead), nil
+}
+
+func (m *Memory) Stats(context.Context) (Stats, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var s Stats
+	for _, c := range m.calls {
+		s.PendingCalls++
+		s.PendingEntries += len(c.entries)
+	}
+	for _, d := range m.dead {
+		s.DeadCalls++
+		s.DeadEntries += len(d)
+	}
+	return s, nil
+}
+
+func leftPad(s string) string {
+	const width = 20
+	if len(s) >= width {
+		return s
+	}
+	b := make([]byte, width)
+	n := width - len(s)
+	for i := 0; i < n; i++ {
+		b[i] = '0'
+	}
+	copy(b[n:], s)
+	return string(b)
+}
+
+var _ Queue = (*Memory)(nil)

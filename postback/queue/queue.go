@@ -1,0 +1,109 @@
+// Package queue holds the updates of calls still in progress (SPEC §8): an
+// ordered list per call, a due index for the periodic check, a lease so one
+// drainer at a time works a call, and dead letters kept for inspection.
+//
+// Memory is the single-instance implementation; package redisqueue is the
+// durable one shared by many instances. Both pass the suite in queuetest.
+package queue
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Entry is one accepted update waiting for its call to complete.
+type Entry struct {
+	// ID is assigned by the queue on Append; IDs of one call increase in
+	// the order the entries were accepted.
+	ID        string
+	CallLogID string
+	// Account is sent upstream as X-Account-Id when the entry is applied.
+	Account    string
+	Webhook    string
+	RequestID  string
+	AcceptedAt time.Time
+	// Patch is the JSON body of the PATCH of SPEC §7.1, ready to send.
+	Patch []byte
+}
+
+// DeadEntry is an entry the drainer gave up on, with the reason.
+type DeadEntry struct {
+	Entry
+	Reason string
+	DeadAt time.Time
+}
+
+// Due is a call whose next check has come.
+type Due struct {
+	CallLogID string
+	// Attempt counts the checks of this call that found it not yet
+	// applicable; the drainer derives its backoff from it.
+	Attempt int
+}
+
+// Stats counts what a queue holds.
+type Stats struct {
+	PendingCalls   int `json:"pending_calls"`
+	PendingEntries int `json:"pending_entries"`
+	DeadCalls      int `json:"dead_calls"`
+	DeadEntries    int `json:"dead_entries"`
+}
+
+// ErrNotLeaseholder is returned by Ack and Bury when owner does not hold
+// the call's lease (it expired and another drainer may have taken it), or
+// when the head of the list is no longer the entry named.
+var ErrNotLeaseholder = errors.New("queue: lease not held or entry not at head")
+
+// Queue is the store of SPEC §8. Every method is safe for concurrent use,
+// also across processes for implementations that say so.
+type Queue interface {
+	// Append adds e at the tail of its call's list, assigns e.ID, and
+	// schedules the call's next check at due unless it is already
+	// scheduled. With ifPending, it appends only when the call already has
+	// entries waiting, atomically, and reports whether it did: this is the
+	// ordering rule of §8.2.
+	Append(ctx context.Context, e *Entry, ifPending bool, due time.Time) (appended bool, err error)
+
+	// Wake schedules a call with entries waiting for a check now, with its
+	// attempt count reset (§8.3a). It reports whether the call has entries.
+	Wake(ctx context.Context, callLogID string, now time.Time) (pending bool, err error)
+
+	// Due returns up to limit calls whose next check is at or before now.
+	Due(ctx context.Context, now time.Time, limit int) ([]Due, error)
+
+	// Schedule sets a waiting call's next check and its attempt count.
+	Schedule(ctx context.Context, callLogID string, at time.Time, attempt int) error
+
+	// Claim takes or renews the call's lease for owner until ttl from now.
+	// It reports false when another owner holds an unexpired lease.
+	Claim(ctx context.Context, callLogID, owner string, ttl time.Duration) (bool, error)
+
+	// Release gives the lease up if owner holds it.
+	Release(ctx context.Context, callLogID, owner string) error
+
+	// Head returns the oldest waiting entry of the call; ok is false when
+	// none waits.
+	Head(ctx context.Context, callLogID string) (e Entry, ok bool, err error)
+
+	// Ack removes entry id, which must be at the head, once the call store
+	// accepted it. A call whose list empties leaves the due index.
+	Ack(ctx context.Context, callLogID, owner, id string) error
+
+	// Bury moves entry id, which must be at the head, to the call's dead
+	// letters with the reason.
+	Bury(ctx context.Context, callLogID, owner, id, reason string, at time.Time) error
+
+	// Pending lists the entries waiting for a call, oldest first.
+	Pending(ctx context.Context, callLogID string) ([]Entry, error)
+
+	// Dead lists a call's dead letters, oldest first.
+	Dead(ctx context.Context, callLogID string) ([]DeadEntry, error)
+
+	// Requeue moves a call's dead letters back to the head of its list, in
+	// their order, and schedules the call at due. It returns how many moved.
+	Requeue(ctx context.Context, callLogID string, due time.Time) (int, error)
+
+	// Stats counts calls and entries waiting and dead.
+	Stats(ctx context.Context) (Stats, error)
+}

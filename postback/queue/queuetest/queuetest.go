@@ -1,0 +1,243 @@
+// Package queuetest is the behaviour every queue.Queue must show (SPEC §8),
+// run against each implementation by its own tests.
+package queuetest
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/callpostback/caddy-postback/postback/queue"
+)
+
+// Run exercises q, a fresh and empty queue made by newQueue for each subtest.
+func Run(t *testing.T, newQueue func(t *testing.T) queue.Queue) {
+	ctx := context.Background()
+	now := time.Now().Truncate(time.Millisecond)
+
+	entry := func(call, patch string) *queue.Entry {
+		return &queue.Entry{CallLogID: call, Account: "acct_1", Webhook: "acme", RequestID: "req-" + patch, AcceptedAt: now, Patch: []byte(patch)}
+	}
+	mustAppend := func(t *testing.T, q queue.Queue, e *queue.Entry, ifPending bool) bool {
+		t.Helper()
+		ok, err := q.Append(ctx, e, ifPending, now)
+		if err != nil {
+			t.Fatalf("Append: %v", err)
+		}
+		return ok
+	}
+	patches := func(t *testing.T, q queue.Queue, call string) []string {
+		t.Helper()
+		es, err := q.Pending(ctx, call)
+		if err != nil {
+			t.Fatalf("Pending: %v", err)
+		}
+		out := []string{}
+		for _, e := range es {
+			out = append(out, string(e.Patch))
+		}
+		return out
+	}
+
+	t.Run("§8.2 append keeps order and ifPending appends only behind waiting entries", func(t *testing.T) {
+		q := newQueue(t)
+		if mustAppend(t, q, entry("c1", `{"a":1}`), true) {
+			t.Fatal("ifPending appended to an empty call")
+		}
+		mustAppend(t, q, entry("c1", `{"a":1}`), false)
+		if !mustAppend(t, q, entry("c1", `{"a":2}`), true) {
+			t.Fatal("ifPending did not append behind a waiting entry")
+		}
+		mustAppend(t, q, entry("c1", `{"a":3}`), false)
+		if got := fmt.Sprint(patches(t, q, "c1")); got != `[{"a":1} {"a":2} {"a":3}]` {
+			t.Fatalf("pending = %s", got)
+		}
+		es, _ := q.Pending(ctx, "c1")
+		for i := 1; i < len(es); i++ {
+			if es[i].ID <= es[i-1].ID {
+				t.Fatalf("entry IDs do not increase: %q then %q", es[i-1].ID, es[i].ID)
+			}
+		}
+		e := es[0]
+		if e.Account != "acct_1" || e.Webhook != "acme" || e.RequestID != `req-{"a":1}` || !e.AcceptedAt.Equal(now) {
+			t.Fatalf("entry fields not kept: %+v", e)
+		}
+	})
+
+	t.Run("§8.3 due, schedule and wake", func(t *testing.T) {
+		q := newQueue(t)
+		if _, err := q.Append(ctx, entry("c1", `{}`), false, now.Add(time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+		if due, _ := q.Due(ctx, now, 10); len(due) != 0 {
+			t.Fatalf("due before its time: %v", due)
+		}
+		if due, _ := q.Due(ctx, now.Add(time.Minute), 10); len(due) != 1 || due[0].CallLogID != "c1" {
+			t.Fatalf("not due at its time: %v", due)
+		}
+		if err := q.Schedule(ctx, "c1", now.Add(time.Hour), 3); err != nil {
+			t.Fatal(err)
+		}
+		if due, _ := q.Due(ctx, now.Add(time.Minute), 10); len(due) != 0 {
+			t.Fatalf("due after being rescheduled later: %v", due)
+		}
+		if due, _ := q.Due(ctx, now.Add(time.Hour), 10); len(due) != 1 || due[0].Attempt != 3 {
+			t.Fatalf("attempt not kept: %v", due)
+		}
+		pending, err := q.Wake(ctx, "c1", now)
+		if err != nil || !pending {
+			t.Fatalf("Wake = %v, %v", pending, err)
+		}
+		if due, _ := q.Due(ctx, now, 10); len(due) != 1 || due[0].Attempt != 0 {
+			t.Fatalf("wake did not make the call due now with attempt 0: %v", due)
+		}
+		if pending, _ := q.Wake(ctx, "nobody", now); pending {
+			t.Fatal("Wake of a call with nothing waiting reported pending")
+		}
+		// A second append does not push an earlier due time back.
+		if _, err := q.Append(ctx, entry("c1", `{}`), false, now.Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		if due, _ := q.Due(ctx, now, 10); len(due) != 1 {
+			t.Fatalf("append moved the due time: %v", due)
+		}
+		for i := 0; i < 5; i++ {
+			mustAppend(t, q, entry(fmt.Sprintf("many-%d", i), `{}`), false)
+		}
+		if due, _ := q.Due(ctx, now, 3); len(due) != 3 {
+			t.Fatalf("limit not applied: %d", len(due))
+		}
+	})
+
+	t.Run("§8.4 lease: one owner at a time, expiry, release", func(t *testing.T) {
+		q := newQueue(t)
+		if ok, err := q.Claim(ctx, "c1", "a", 300*time.Millisecond); err != nil || !ok {
+			t.Fatalf("first claim = %v, %v", ok, err)
+		}
+		if ok, _ := q.Claim(ctx, "c1", "b", time.Second); ok {
+			t.Fatal("second owner took a held lease")
+		}
+		if ok, _ := q.Claim(ctx, "c1", "a", 300*time.Millisecond); !ok {
+			t.Fatal("owner could not renew its lease")
+		}
+		time.Sleep(400 * time.Millisecond)
+		if ok, _ := q.Claim(ctx, "c1", "b", time.Second); !ok {
+			t.Fatal("expired lease was not taken over")
+		}
+		if err := q.Release(ctx, "c1", "a"); err != nil {
+			t.Fatal(err)
+		}
+		if ok, _ := q.Claim(ctx, "c1", "a", time.Second); ok {
+			t.Fatal("release by a former owner freed another owner's lease")
+		}
+		if err := q.Release(ctx, "c1", "b"); err != nil {
+			t.Fatal(err)
+		}
+		if ok, _ := q.Claim(ctx, "c1", "a", time.Second); !ok {
+			t.Fatal("released lease could not be claimed")
+		}
+	})
+
+	t.Run("§8.3 ack and bury need the lease and the head; dead letters and requeue", func(t *testing.T) {
+		q := newQueue(t)
+		mustAppend(t, q, entry("c1", `{"a":1}`), false)
+		mustAppend(t, q, entry("c1", `{"a":2}`), false)
+		mustAppend(t, q, entry("c1", `{"a":3}`), false)
+		head, ok, err := q.Head(ctx, "c1")
+		if err != nil || !ok || string(head.Patch) != `{"a":1}` {
+			t.Fatalf("Head = %+v, %v, %v", head, ok, err)
+		}
+		if err := q.Ack(ctx, "c1", "a", head.ID); err != queue.ErrNotLeaseholder {
+			t.Fatalf("ack without a lease = %v", err)
+		}
+		if ok, _ := q.Claim(ctx, "c1", "a", time.Minute); !ok {
+			t.Fatal("claim failed")
+		}
+		if err := q.Ack(ctx, "c1", "b", head.ID); err != queue.ErrNotLeaseholder {
+			t.Fatalf("ack by another owner = %v", err)
+		}
+		if err := q.Ack(ctx, "c1", "a", "not-the-head"); err != queue.ErrNotLeaseholder {
+			t.Fatalf("ack of another entry = %v", err)
+		}
+		if err := q.Ack(ctx, "c1", "a", head.ID); err != nil {
+			t.Fatalf("ack: %v", err)
+		}
+		head, _, _ = q.Head(ctx, "c1")
+		if err := q.Bury(ctx, "c1", "a", head.ID, "not_found: call not found", now); err != nil {
+			t.Fatalf("bury: %v", err)
+		}
+		if got := fmt.Sprint(patches(t, q, "c1")); got != `[{"a":3}]` {
+			t.Fatalf("pending after ack and bury = %s", got)
+		}
+		dead, err := q.Dead(ctx, "c1")
+		if err != nil || len(dead) != 1 || string(dead[0].Patch) != `{"a":2}` || dead[0].Reason != "not_found: call not found" || !dead[0].DeadAt.Equal(now) {
+			t.Fatalf("dead = %+v, %v", dead, err)
+		}
+		st, err := q.Stats(ctx)
+		if err != nil || st != (queue.Stats{PendingCalls: 1, PendingEntries: 1, DeadCalls: 1, DeadEntries: 1}) {
+			t.Fatalf("stats = %+v, %v", st, err)
+		}
+		n, err := q.Requeue(ctx, "c1", now)
+		if err != nil || n != 1 {
+			t.Fatalf("requeue = %d, %v", n, err)
+		}
+		if got := fmt.Sprint(patches(t, q, "c1")); got != `[{"a":2} {"a":3}]` {
+			t.Fatalf("pending after requeue = %s", got)
+		}
+		if dead, _ := q.Dead(ctx, "c1"); len(dead) != 0 {
+			t.Fatalf("dead letters left after requeue: %v", dead)
+		}
+		// Draining the list empties the call and takes it out of the due index.
+		for {
+			h, ok, _ := q.Head(ctx, "c1")
+			if !ok {
+				break
+			}
+			if err := q.Ack(ctx, "c1", "a", h.ID); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if due, _ := q.Due(ctx, now.Add(time.Hour), 10); len(due) != 0 {
+			t.Fatalf("empty call still due: %v", due)
+		}
+		if st, _ := q.Stats(ctx); st.PendingCalls != 0 || st.PendingEntries != 0 {
+			t.Fatalf("stats after drain = %+v", st)
+		}
+		if pending, _ := q.Wake(ctx, "c1", now); pending {
+			t.Fatal("drained call reported pending")
+		}
+	})
+
+	t.Run("§8.2 concurrent appends keep every entry once", func(t *testing.T) {
+		q := newQueue(t)
+		mustAppend(t, q, entry("c1", `0`), false)
+		var wg sync.WaitGroup
+		for w := 0; w < 8; w++ {
+			wg.Add(1)
+			go func(w int) {
+				defer wg.Done()
+				for i := 0; i < 25; i++ {
+					if _, err := q.Append(ctx, entry("c1", fmt.Sprintf("%d-%d", w, i)), true, now); err != nil {
+						t.Error(err)
+					}
+				}
+			}(w)
+		}
+		wg.Wait()
+		got := patches(t, q, "c1")
+		if len(got) != 1+8*25 {
+			t.Fatalf("%d entries, want %d", len(got), 1+8*25)
+		}
+		last := map[int]int{}
+		for _, p := range got[1:] {
+			var w, i int
+			fmt.Sscanf(p, "%d-%d", &w, &i)
+			if prev, ok := last[w]; ok && i <= prev {
+				t.Fatalf("writer %d's entries out of order: %d after %d", w, i, prev)
+			}
+			last[w] = i
+		}
+	})
+}
