@@ -1,0 +1,239 @@
+// Package caddymodule is the Caddy glue of caddy-postback: the postback
+// app (global option), the postback handler and its Caddyfile directive,
+// and the reference call store handler. The logic lives in package postback.
+package caddymodule
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+
+	"github.com/callpostback/caddy-postback/postback"
+	"github.com/callpostback/caddy-postback/postback/queue"
+)
+
+func init() {
+	caddy.RegisterModule(new(App))
+}
+
+// App is the postback app: the call-store client, the queue of updates
+// for calls in progress, and the drainer that applies them (SPEC §7, §8).
+// It is configured by the global `postback` option; every postback handler
+// of the config shares it.
+type App struct {
+	// CallStore is the platform's call-store API. Required.
+	CallStore *CallStoreConfig `json:"call_store,omitempty"`
+
+	// Redis holds the queue in Redis, shared by every instance that
+	// points at it. Without it, an in-memory queue serves one instance and
+	// what it holds is lost on restart.
+	Redis *RedisConfig `json:"redis,omitempty"`
+
+	// DrainInterval is the first wait before a queued call is checked
+	// again; the wait doubles up to 5 minutes. Default: 5s.
+	DrainInterval caddy.Duration `json:"drain_interval,omitempty"`
+
+	// MaxAge moves an update still waiting after it to the dead letters.
+	// Default: 72h.
+	MaxAge caddy.Duration `json:"max_age,omitempty"`
+
+	// LeaseTTL is how long one instance may drain a call before another
+	// may take over, should it stop renewing. Default: 30s.
+	LeaseTTL caddy.Duration `json:"lease_ttl,omitempty"`
+
+	store    *postback.CallStore
+	queue    queue.Queue
+	queueKey string
+	drainer  *postback.Drainer
+	limiter  *postback.Limiter
+	logger   *zap.Logger
+
+	cancel context.CancelFunc
+	done   sync.WaitGroup
+}
+
+// CallStoreConfig configures the client of the call-store API.
+type CallStoreConfig struct {
+	// URL is the call store's base URL, e.g. http://127.0.0.1:9090.
+	// Placeholders such as {env.CALL_STORE_URL} are replaced at load.
+	URL string `json:"url,omitempty"`
+
+	// Timeout bounds each attempt of a call-store request. Default: 5s.
+	Timeout caddy.Duration `json:"timeout,omitempty"`
+
+	// Deadline bounds the whole fan-out of one postback, retries included.
+	// Default: 10s.
+	Deadline caddy.Duration `json:"deadline,omitempty"`
+
+	// MaxConcurrency bounds the concurrent call-store requests of one
+	// postback. Default: 16.
+	MaxConcurrency int `json:"max_concurrency,omitempty"`
+
+	// MaxUpstream bounds the call-store requests in flight across all
+	// postbacks of this instance, so one partner's batches cannot starve
+	// the others. Default: 256.
+	MaxUpstream int `json:"max_upstream,omitempty"`
+
+	// Headers are added to every call-store request, e.g. an
+	// Authorization header. Values may hold placeholders.
+	Headers http.Header `json:"headers,omitempty"`
+}
+
+// Defaults of the app.
+const (
+	DefaultTimeout        = 5 * time.Second
+	DefaultDeadline       = 10 * time.Second
+	DefaultMaxConcurrency = 16
+	DefaultMaxUpstream    = 256
+)
+
+// CaddyModule returns the Caddy module information.
+func (*App) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "postback",
+		New: func() caddy.Module { return new(App) },
+	}
+}
+
+// Provision fills defaults, resolves placeholders and sets up the client
+// and the queue.
+func (a *App) Provision(ctx caddy.Context) error {
+	a.logger = ctx.Logger()
+	if a.CallStore == nil || a.CallStore.URL == "" {
+		return errors.New("postback: call_store is required: add `call_store <url>` to the global postback option")
+	}
+	cs := a.CallStore
+	if cs.Timeout <= 0 {
+		cs.Timeout = caddy.Duration(DefaultTimeout)
+	}
+	if cs.Deadline <= 0 {
+		cs.Deadline = caddy.Duration(DefaultDeadline)
+	}
+	if cs.MaxConcurrency <= 0 {
+		cs.MaxConcurrency = DefaultMaxConcurrency
+	}
+	if cs.MaxUpstream <= 0 {
+		cs.MaxUpstream = DefaultMaxUpstream
+	}
+	if a.DrainInterval <= 0 {
+		a.DrainInterval = caddy.Duration(postback.DefaultDrainInterval)
+	}
+	if a.MaxAge <= 0 {
+		a.MaxAge = caddy.Duration(postback.DefaultMaxAge)
+	}
+	if a.LeaseTTL <= 0 {
+		a.LeaseTTL = caddy.Duration(postback.DefaultLeaseTTL)
+	}
+	if err := a.Validate(); err != nil {
+		return err
+	}
+
+	repl := caddy.NewReplacer()
+	header := make(http.Header, len(cs.Headers))
+	for k, vs := range cs.Headers {
+		for _, v := range vs {
+			header.Add(k, repl.ReplaceAll(v, ""))
+		}
+	}
+	store, err := postback.NewCallStore(postback.CallStoreConfig{
+		URL:            repl.ReplaceAll(cs.URL, ""),
+		Timeout:        time.Duration(cs.Timeout),
+		MaxConcurrency: cs.MaxConcurrency,
+		Header:         header,
+	})
+	if err != nil {
+		return fmt.Errorf("postback: call_store: %w", err)
+	}
+	a.store = store
+	a.limiter = postback.NewLimiter(cs.MaxUpstream)
+
+	if err := a.provisionQueue(repl); err != nil {
+		return err
+	}
+	a.drainer = &postback.Drainer{
+		Queue:    a.queue,
+		Store:    a.store,
+		Interval: time.Duration(a.DrainInterval),
+		MaxAge:   time.Duration(a.MaxAge),
+		LeaseTTL: time.Duration(a.LeaseTTL),
+		Timeout:  time.Duration(cs.Deadline),
+		Logger:   a.logger.Named("drain"),
+	}
+	return nil
+}
+
+// Validate rejects settings that cannot work.
+func (a *App) Validate() error {
+	cs := a.CallStore
+	switch {
+	case cs.Timeout > cs.Deadline:
+		return fmt.Errorf("postback: call_store timeout (%s) must not exceed deadline (%s)", time.Duration(cs.Timeout), time.Duration(cs.Deadline))
+	case cs.MaxConcurrency > 1024:
+		return fmt.Errorf("postback: call_store max_concurrency %d is above 1024", cs.MaxConcurrency)
+	case a.LeaseTTL < caddy.Duration(time.Second):
+		return fmt.Errorf("postback: lease_ttl %s is below 1s", time.Duration(a.LeaseTTL))
+	}
+	return nil
+}
+
+// Start runs the drainer and says which queue is in use.
+func (a *App) Start() error {
+	if a.Redis == nil {
+		a.logger.Warn("no redis configured: updates for calls in progress are held in memory and lost on restart; configure `redis` in the global postback option for production")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	a.cancel = cancel
+	a.done.Add(1)
+	go func() {
+		defer a.done.Done()
+		a.drainer.Run(ctx)
+	}()
+	return nil
+}
+
+// Stop ends the drainer; the leases it held are released as it returns.
+func (a *App) Stop() error {
+	if a.cancel != nil {
+		a.cancel()
+		a.done.Wait()
+	}
+	return nil
+}
+
+// Cleanup releases the connections and the shared queue.
+func (a *App) Cleanup() error {
+	if a.store != nil {
+		a.store.Close()
+	}
+	if a.queueKey != "" {
+		_, err := queuePool.Delete(a.queueKey)
+		return err
+	}
+	return nil
+}
+
+// edge builds the request path of one handler over the app's parts.
+func (a *App) edge() *postback.Edge {
+	return &postback.Edge{
+		Store:          a.store,
+		Queue:          a.queue,
+		MaxConcurrency: a.CallStore.MaxConcurrency,
+		Deadline:       time.Duration(a.CallStore.Deadline),
+		DrainInterval:  time.Duration(a.DrainInterval),
+		Limiter:        a.limiter,
+	}
+}
+
+// Interface guards
+var (
+	_ caddy.App          = (*App)(nil)
+	_ caddy.Provisioner  = (*App)(nil)
+	_ caddy.Validator    = (*App)(nil)
+	_ caddy.CleanerUpper = (*App)(nil)
+)

@@ -1,0 +1,323 @@
+package caddymodule
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"path"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/callpostback/caddy-postback/postback"
+)
+
+func init() {
+	caddy.RegisterModule(new(Handler))
+}
+
+// Handler terminates partner postbacks (SPEC §2–§6). The endpoint is the
+// last segment of the request path: update-revenue, update-tags,
+// update-fields, or call-completed.
+type Handler struct {
+	// Webhooks are the partners allowed in, each with its key. Required.
+	Webhooks []WebhookConfig `json:"webhooks,omitempty"`
+
+	// AuthParam is the query parameter that carries the auth key.
+	// Default: moja_auth_key. `Authorization: Bearer <key>` works too.
+	AuthParam string `json:"auth_param,omitempty"`
+
+	// MaxBatch is the most ids one call_log_id array may hold. Default: 50.
+	MaxBatch int `json:"max_batch,omitempty"`
+
+	// MaxBody is the largest body accepted, in bytes. Default: 65536.
+	MaxBody int64 `json:"max_body,omitempty"`
+
+	// MaxAmount bounds revenue_paid_out and publisher_paid_out, as a
+	// decimal. Default: 1000000.
+	MaxAmount string `json:"max_amount,omitempty"`
+
+	// Strict refuses unknown parameters with a 400 instead of listing them
+	// under "ignored".
+	Strict bool `json:"strict,omitempty"`
+
+	// DefaultCountryCode is prefixed to national phone numbers, digits
+	// only. Default: 1. Set "none" to accept only +international numbers.
+	DefaultCountryCode string `json:"default_country_code,omitempty"`
+
+	app     *App
+	edge    *postback.Edge
+	parser  postback.Parser
+	keyring *postback.Keyring
+	logger  *zap.Logger
+}
+
+// WebhookConfig is one partner integration (SPEC §3.2).
+type WebhookConfig struct {
+	// Name identifies the webhook in logs and upstream as
+	// X-Postback-Webhook.
+	Name string `json:"name,omitempty"`
+	// Type is update_revenue, update_tags, update_fields or call_completed.
+	Type string `json:"type,omitempty"`
+	// Account scopes the webhook: its requests carry X-Account-Id.
+	Account string `json:"account,omitempty"`
+	// Key is the auth key, normally a placeholder such as {env.ACME_KEY}.
+	Key string `json:"key,omitempty"`
+	// KeySHA256 is the hex SHA-256 of the key, for configs that must not
+	// hold the key itself.
+	KeySHA256 string `json:"key_sha256,omitempty"`
+}
+
+// Default of the handler.
+const DefaultMaxBody = 64 << 10
+
+// CaddyModule returns the Caddy module information.
+func (*Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.postback",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Provision fills defaults, resolves key placeholders and takes the app.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	if h.AuthParam == "" {
+		h.AuthParam = postback.DefaultAuthParam
+	}
+	if h.MaxBatch <= 0 {
+		h.MaxBatch = postback.DefaultMaxBatch
+	}
+	if h.MaxBody <= 0 {
+		h.MaxBody = DefaultMaxBody
+	}
+	if h.MaxAmount == "" {
+		h.MaxAmount = postback.DefaultMaxAmount.String()
+	}
+	if h.DefaultCountryCode == "" {
+		h.DefaultCountryCode = "1"
+	}
+	if err := h.Validate(); err != nil {
+		return err
+	}
+	maxAmount, _ := postback.ParseAmount(h.MaxAmount)
+	countryCode := h.DefaultCountryCode
+	if countryCode == "none" {
+		countryCode = ""
+	}
+	h.parser = postback.Parser{
+		AuthParam:          h.AuthParam,
+		MaxBatch:           h.MaxBatch,
+		MaxAmount:          maxAmount,
+		MaxTags:            postback.DefaultMaxTags,
+		Strict:             h.Strict,
+		DefaultCountryCode: countryCode,
+	}
+
+	repl := caddy.NewReplacer()
+	webhooks := make([]*postback.Webhook, 0, len(h.Webhooks))
+	for _, wc := range h.Webhooks {
+		w, err := postback.NewWebhook(wc.Name, wc.Type, repl.ReplaceAll(wc.Account, ""), repl.ReplaceAll(wc.Key, ""), wc.KeySHA256)
+		if err != nil {
+			return fmt.Errorf("postback: %w", err)
+		}
+		webhooks = append(webhooks, w)
+	}
+	keyring, err := postback.NewKeyring(webhooks)
+	if err != nil {
+		return fmt.Errorf("postback: %w", err)
+	}
+	h.keyring = keyring
+
+	appIface, err := ctx.App("postback")
+	if err != nil {
+		return fmt.Errorf("postback: loading the postback app: %w", err)
+	}
+	h.app = appIface.(*App)
+	h.edge = h.app.edge()
+	return nil
+}
+
+// Validate rejects settings that cannot work.
+func (h *Handler) Validate() error {
+	if len(h.Webhooks) == 0 {
+		return errors.New("postback: at least one webhook is required")
+	}
+	if h.MaxBatch > 1000 {
+		return fmt.Errorf("postback: max_batch %d is above 1000", h.MaxBatch)
+	}
+	if _, msg := postback.ParseAmount(h.MaxAmount); msg != "" {
+		return fmt.Errorf("postback: max_amount %q %s", h.MaxAmount, msg)
+	}
+	if c := h.DefaultCountryCode; c != "none" && (len(c) > 3 || strings.Trim(c, "0123456789") != "" || c[0] == '0') {
+		return fmt.Errorf("postback: default_country_code %q must be 1 to 3 digits, or none", c)
+	}
+	return nil
+}
+
+// ServeHTTP answers a postback; it never calls next.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+	ep := postback.EndpointFromSegment(path.Base(r.URL.Path))
+	if ep == postback.EndpointUnknown {
+		return writeError(w, postback.NewError(http.StatusNotFound, "no postback endpoint here; use update-revenue, update-tags, update-fields or call-completed"))
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodPost {
+		w.Header()["Allow"] = allowed
+		return writeError(w, postback.NewError(http.StatusMethodNotAllowed, "method "+r.Method+" is not allowed; use GET or POST"))
+	}
+	webhook, perr := h.keyring.Authenticate(ep, h.authKey(r))
+	if perr != nil {
+		if perr.Status == http.StatusUnauthorized && perr.Message == postback.MessageMissingKey {
+			perr.Message += ": send it as the " + h.AuthParam + " query parameter or as Authorization: Bearer <key>"
+		}
+		return writeError(w, perr)
+	}
+	body, kind, perr := h.readBody(r)
+	if perr != nil {
+		return writeError(w, perr)
+	}
+	requestID := requestID(r)
+	w.Header()["X-Request-Id"] = []string{requestID}
+
+	if ep == postback.EndpointCallCompleted {
+		return h.serveCompleted(w, r, body, kind)
+	}
+	req, perr := h.parser.Parse(ep, r.URL.RawQuery, body, kind)
+	if perr != nil {
+		h.logger.Debug("postback refused", zap.String("webhook", webhook.Name), zap.String("endpoint", ep.Segment()), zap.String("request_id", requestID), zap.Error(perr))
+		return writeError(w, perr)
+	}
+	res := h.edge.Apply(r.Context(), webhook, requestID, req)
+	out, status := postback.AppendResponse(make([]byte, 0, 256), res)
+	h.logger.Debug("postback", zap.String("webhook", webhook.Name), zap.String("endpoint", ep.Segment()), zap.String("request_id", requestID), zap.Int("calls", len(res.Calls)), zap.Int("status", status))
+	return writeJSON(w, status, out)
+}
+
+// serveCompleted schedules the named calls for draining (SPEC §8.3a).
+func (h *Handler) serveCompleted(w http.ResponseWriter, r *http.Request, body []byte, kind postback.BodyKind) error {
+	ids, perr := h.parser.ParseCompleted(r.URL.RawQuery, body, kind)
+	if perr != nil {
+		return writeError(w, perr)
+	}
+	scheduled := make([]string, 0, len(ids))
+	now := time.Now()
+	for _, id := range ids {
+		pending, err := h.app.queue.Wake(r.Context(), id, now)
+		if err != nil {
+			return writeError(w, &postback.Error{Status: http.StatusServiceUnavailable, Code: "queue_unavailable", Message: "the queue is unavailable; send call-completed again"})
+		}
+		if pending {
+			scheduled = append(scheduled, id)
+		}
+	}
+	if len(scheduled) > 0 {
+		h.app.drainer.Wake()
+	}
+	return writeJSON(w, http.StatusAccepted, postback.AppendScheduled(nil, scheduled))
+}
+
+// authKey reads the key from the auth parameter or a bearer token.
+func (h *Handler) authKey(r *http.Request) string {
+	if k := postback.QueryParam(r.URL.RawQuery, h.AuthParam); k != "" {
+		return k
+	}
+	if a := r.Header.Get("Authorization"); len(a) > 7 && strings.EqualFold(a[:7], "bearer ") {
+		return strings.TrimSpace(a[7:])
+	}
+	return ""
+}
+
+// readBody reads a POST body within MaxBody and says how to parse it
+// (SPEC §4.1, §4.6).
+func (h *Handler) readBody(r *http.Request) ([]byte, postback.BodyKind, *postback.Error) {
+	if r.Method != http.MethodPost {
+		return nil, postback.BodyNone, nil
+	}
+	kind := postback.BodyJSON
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, _ := strings.Cut(ct, ";")
+		mt = strings.TrimSpace(mt)
+		switch {
+		case strings.EqualFold(mt, "application/json"):
+		case strings.EqualFold(mt, "application/x-www-form-urlencoded"):
+			kind = postback.BodyForm
+		default:
+			return nil, 0, postback.NewError(http.StatusUnsupportedMediaType, "content type "+strconv.Quote(mt)+" is not supported; send application/json or application/x-www-form-urlencoded")
+		}
+	}
+	tooLarge := postback.NewError(http.StatusRequestEntityTooLarge, "body is larger than "+strconv.FormatInt(h.MaxBody, 10)+" bytes")
+	if r.ContentLength > h.MaxBody {
+		return nil, 0, tooLarge
+	}
+	size := h.MaxBody + 1
+	if r.ContentLength >= 0 {
+		size = r.ContentLength + 1
+	}
+	buf := make([]byte, 0, size)
+	for {
+		n, err := r.Body.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if int64(len(buf)) > h.MaxBody {
+			return nil, 0, tooLarge
+		}
+		if err == io.EOF {
+			return buf, kind, nil
+		}
+		if err != nil {
+			return nil, 0, postback.NewError(http.StatusBadRequest, "could not read the body")
+		}
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+	}
+}
+
+var allowed = []string{"GET, POST"}
+
+var requestSeq atomic.Uint64
+
+// processTag starts every generated request id, so ids from different
+// instances and restarts do not collide.
+var processTag = func() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}()
+
+// requestID keeps a sane X-Request-Id from the partner, else makes one.
+func requestID(r *http.Request) string {
+	if id := r.Header.Get("X-Request-Id"); id != "" && len(id) <= 128 && strings.Trim(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:") == "" {
+		return id
+	}
+	return processTag + "-" + strconv.FormatUint(requestSeq.Add(1), 36)
+}
+
+var jsonContentType = []string{"application/json"}
+
+func writeJSON(w http.ResponseWriter, status int, body []byte) error {
+	w.Header()["Content-Type"] = jsonContentType
+	w.WriteHeader(status)
+	_, err := w.Write(body)
+	return err
+}
+
+// writeError answers a request-level error itself, as the body of §6.2,
+// rather than leaving Caddy's error routes to write an empty one.
+func writeError(w http.ResponseWriter, e *postback.Error) error {
+	return writeJSON(w, e.Status, postback.AppendError(make([]byte, 0, 128), e))
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.Validator             = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)

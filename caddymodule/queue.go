@@ -1,0 +1,42 @@
+package caddymodule
+
+import (
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/callpostback/caddy-postback/postback/queue"
+)
+
+// queuePool keeps a queue alive across config reloads: the old and the new
+// config hold it at once, and it goes when the last one is cleaned up.
+var queuePool = caddy.NewUsagePool()
+
+// memoryQueueKey names the one in-memory queue of this process.
+const memoryQueueKey = "memory"
+
+type pooledQueue struct {
+	queue.Queue
+	close func() error
+}
+
+func (p pooledQueue) Destruct() error {
+	if p.close != nil {
+		return p.close()
+	}
+	return nil
+}
+
+// provisionQueue takes the app's queue from the pool: Redis when
+// configured, else the in-memory queue (SPEC §8.5).
+func (a *App) provisionQueue(repl *caddy.Replacer) error {
+	if a.Redis != nil {
+		return a.provisionRedis(repl)
+	}
+	v, _, err := queuePool.LoadOrNew(memoryQueueKey, func() (caddy.Destructor, error) {
+		return pooledQueue{Queue: queue.NewMemory()}, nil
+	})
+	if err != nil {
+		return err
+	}
+	a.queue, a.queueKey = v.(pooledQueue).Queue, memoryQueueKey
+	return nil
+}

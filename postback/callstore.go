@@ -1,0 +1,307 @@
+package postback
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/tidwall/gjson"
+)
+
+// CallStoreConfig configures the client of the call-store API (SPEC §7).
+type CallStoreConfig struct {
+	// URL is the call store's base, e.g. http://127.0.0.1:9090.
+	URL string
+	// Timeout bounds each attempt.
+	Timeout time.Duration
+	// MaxConcurrency is the fan-out bound; the pool keeps at least this
+	// many idle connections to the call store (§7.3).
+	MaxConcurrency int
+	// Header is added to every request, e.g. Authorization.
+	Header http.Header
+	// RetryBase is the first backoff between attempts; it doubles, with
+	// jitter, up to a second.
+	RetryBase time.Duration
+}
+
+// Target is on whose behalf a call-store request is made.
+type Target struct {
+	Account   string
+	Webhook   string
+	RequestID string
+}
+
+// CallStore is the client of SPEC §7. It is safe for concurrent use.
+type CallStore struct {
+	base      string
+	client    *http.Client
+	transport *http.Transport
+	timeout   time.Duration
+	header    http.Header
+	retryBase time.Duration
+}
+
+// maxAnswer bounds how much of a call-store answer is read.
+const maxAnswer = 64 << 10
+
+const maxRetryWait = time.Second
+
+// NewCallStore returns a client with its own connection pool.
+func NewCallStore(cfg CallStoreConfig) (*CallStore, error) {
+	u, err := url.Parse(cfg.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, errors.New("call store URL must be an absolute http or https URL, got " + strconv.Quote(cfg.URL))
+	}
+	idle := max(cfg.MaxConcurrency, 64)
+	tr := &http.Transport{
+		// The call store is an internal API: no proxy from the environment.
+		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:          idle * 4,
+		MaxIdleConnsPerHost:   idle,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   5 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		DisableCompression:    true,
+		ForceAttemptHTTP2:     u.Scheme == "https",
+	}
+	c := &CallStore{
+		base:      strings.TrimRight(cfg.URL, "/"),
+		client:    &http.Client{Transport: tr, CheckRedirect: noRedirects},
+		transport: tr,
+		timeout:   cfg.Timeout,
+		header:    cfg.Header,
+		retryBase: cfg.RetryBase,
+	}
+	if c.timeout <= 0 {
+		c.timeout = 5 * time.Second
+	}
+	if c.retryBase <= 0 {
+		c.retryBase = 50 * time.Millisecond
+	}
+	return c, nil
+}
+
+// A redirect from the call store is an answer, not a new place to send an
+// update.
+func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+// Close releases idle connections.
+func (c *CallStore) Close() { c.transport.CloseIdleConnections() }
+
+// Patch sends one update to one call (SPEC §7.1), retrying what can be
+// retried until ctx's deadline.
+func (c *CallStore) Patch(ctx context.Context, t Target, callLogID string, patch []byte) Outcome {
+	u := c.base + "/v1/calls/" + EscapeCallLogID(callLogID)
+	out, _ := c.do(ctx, http.MethodPatch, u, t, patch, func(status int, body []byte) Outcome {
+		switch {
+		case status >= 200 && status < 300:
+			return Outcome{Class: Applied}
+		case status == http.StatusNotFound:
+			return Outcome{Class: NotFound, Message: "call not found"}
+		case status == http.StatusConflict && gjson.GetBytes(body, "state").String() == "live":
+			return Outcome{Class: Live}
+		case status == http.StatusUnprocessableEntity:
+			msg := gjson.GetBytes(body, "message").String()
+			if msg == "" {
+				msg = "the call store rejected the update"
+			}
+			return Outcome{Class: Rejected, Message: msg}
+		}
+		return unexpected(status)
+	})
+	return out
+}
+
+// Resolve finds the most recent call of a phone number in the target's
+// account (SPEC §7.2).
+func (c *CallStore) Resolve(ctx context.Context, t Target, phone string) (string, Outcome) {
+	u := c.base + "/v1/calls?phone_number=" + url.QueryEscape(phone) + "&limit=1"
+	var id string
+	out, _ := c.do(ctx, http.MethodGet, u, t, nil, func(status int, body []byte) Outcome {
+		switch {
+		case status == http.StatusOK:
+			calls := gjson.GetBytes(body, "calls")
+			if !calls.IsArray() {
+				return Outcome{Class: UpstreamError, Message: "the call store answered a phone look-up without a calls list"}
+			}
+			first := calls.Get("0.call_log_id")
+			if !first.Exists() {
+				return Outcome{Class: NotFound, Message: "no call found for this phone number"}
+			}
+			if first.Type != gjson.String || checkCallLogID(first.Str) != "" {
+				return Outcome{Class: UpstreamError, Message: "the call store answered a phone look-up with an invalid call_log_id"}
+			}
+			id = first.Str
+			return Outcome{Class: Applied}
+		case status == http.StatusNotFound:
+			return Outcome{Class: NotFound, Message: "no call found for this phone number"}
+		}
+		return unexpected(status)
+	})
+	return id, out
+}
+
+func unexpected(status int) Outcome {
+	return Outcome{Class: UpstreamError, Message: "the call store answered " + strconv.Itoa(status)}
+}
+
+// retryable answers: the call store is busy or broken, not refusing.
+func retryable(status int) bool {
+	return status == http.StatusTooManyRequests || status >= 500
+}
+
+// do runs attempts until one gives a final answer or no time is left; the
+// outcome is the last attempt's (SPEC §7.1).
+func (c *CallStore) do(ctx context.Context, method, u string, t Target, body []byte, classify func(int, []byte) Outcome) (Outcome, int) {
+	var out Outcome
+	for attempt := 0; ; attempt++ {
+		var wait time.Duration
+		var retry bool
+		out, wait, retry = c.attempt(ctx, method, u, t, body, classify)
+		if !retry {
+			return out, attempt + 1
+		}
+		if wait == 0 {
+			wait = c.backoff(attempt)
+		}
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
+			return out, attempt + 1
+		}
+		timer := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return out, attempt + 1
+		case <-timer.C:
+		}
+	}
+}
+
+// backoff is exponential with equal jitter: half fixed, half random.
+func (c *CallStore) backoff(attempt int) time.Duration {
+	d := c.retryBase << min(attempt, 10)
+	if d > maxRetryWait {
+		d = maxRetryWait
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+func (c *CallStore) attempt(ctx context.Context, method, u string, t Target, body []byte, classify func(int, []byte) Outcome) (out Outcome, wait time.Duration, retry bool) {
+	actx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(actx, method, u, rd)
+	if err != nil {
+		return Outcome{Class: UpstreamError, Message: "could not build the call-store request"}, 0, false
+	}
+	for k, v := range c.header {
+		req.Header[k] = v
+	}
+	if body != nil {
+		req.Header["Content-Type"] = jsonContentType
+	}
+	req.Header["Accept"] = jsonContentType
+	if t.Account != "" {
+		req.Header["X-Account-Id"] = []string{t.Account}
+	}
+	if t.RequestID != "" {
+		req.Header["X-Request-Id"] = []string{t.RequestID}
+	}
+	if t.Webhook != "" {
+		req.Header["X-Postback-Webhook"] = []string{t.Webhook}
+	}
+	resp, err := c.client.Do(req)
+	if err != nil {
+		return transportOutcome(ctx, actx, err), 0, ctx.Err() == nil
+	}
+	answer, readErr := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
+	// Drain what is left so that the connection goes back to the pool.
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxAnswer))
+	resp.Body.Close()
+	if readErr != nil {
+		return transportOutcome(ctx, actx, readErr), 0, ctx.Err() == nil
+	}
+	if retryable(resp.StatusCode) {
+		return unexpected(resp.StatusCode), retryAfter(resp.Header.Get("Retry-After")), true
+	}
+	return classify(resp.StatusCode, answer), 0, false
+}
+
+// transportOutcome classifies a request that got no answer: no answer in
+// time is a timeout, anything else (refused, reset) an upstream error.
+func transportOutcome(ctx, attemptCtx context.Context, err error) Outcome {
+	var netErr net.Error
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return Outcome{Class: UpstreamError, Message: "the call store refused the connection"}
+	case errors.Is(ctx.Err(), context.Canceled):
+		return Outcome{Class: UpstreamError, Message: "the request was cancelled"}
+	case errors.Is(attemptCtx.Err(), context.DeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
+		return Outcome{Class: UpstreamTimeout, Message: "the call store did not answer in time"}
+	}
+	return Outcome{Class: UpstreamError, Message: "the call store could not be reached"}
+}
+
+// retryAfter reads a Retry-After of seconds or an HTTP date; 0 when absent.
+func retryAfter(v string) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if s, err := strconv.Atoi(v); err == nil && s >= 0 {
+		return time.Duration(s) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		if d := time.Until(t); d > 0 {
+			return d
+		}
+	}
+	return 0
+}
+
+var jsonContentType = []string{"application/json"}
+
+// EscapeCallLogID escapes an id into one path segment: every byte outside
+// the unreserved set is percent-encoded, and so are the dots of "." and
+// "..", so that no id can reach another path of the call store (SPEC §7.1).
+func EscapeCallLogID(id string) string {
+	if id == "." || id == ".." {
+		return strings.Repeat("%2E", len(id))
+	}
+	n := 0
+	for i := 0; i < len(id); i++ {
+		if !unreserved(id[i]) {
+			n++
+		}
+	}
+	if n == 0 {
+		return id
+	}
+	b := make([]byte, 0, len(id)+2*n)
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if unreserved(c) {
+			b = append(b, c)
+		} else {
+			b = append(b, '%', upperHex[c>>4], upperHex[c&0xf])
+		}
+	}
+	return string(b)
+}
+
+const upperHex = "0123456789ABCDEF"
+
+func unreserved(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~'
+}

@@ -1,0 +1,126 @@
+package postback
+
+import (
+	"strings"
+)
+
+// input gathers what one request said, from every source, before
+// validation. Both parsers fill it; validate applies the rules once.
+type input struct {
+	ids      []string
+	idsArray bool   // call_log_id came as a JSON array (a batch, SPEC §4.4)
+	idsFrom  string // where the ids were first given
+	idErrs   bool
+
+	phone     rawValue
+	hasPhone  bool
+	phoneFrom string
+
+	set    fieldSet
+	values [numFields]rawValue
+	names  [numFields]string // the name a field was given as (reason or disposition)
+	from   [numFields]string // where it was given, for conflict messages
+
+	// Tags given as add[key]=value and remove=key in a query or form.
+	queryAdd    []Tag
+	queryRemove []string
+
+	ignored []string
+	errs    fieldErrors
+}
+
+// setField records one occurrence of a field; a second occurrence must
+// carry the same value (SPEC §4.1, §4.2, and the disposition alias of §5).
+func (in *input) setField(f field, name string, v rawValue, from string) {
+	if !in.set.has(f) {
+		in.set |= fieldSet(1) << f
+		in.values[f], in.names[f], in.from[f] = v, name, from
+		return
+	}
+	if in.values[f].sameAs(v) {
+		return
+	}
+	switch {
+	case in.names[f] != name:
+		in.errs.add(f.String(), in.names[f]+" and "+name+" are the same field and were given different values")
+	default:
+		in.errs.add(f.String(), "given twice with different values ("+in.from[f]+" and "+from+")")
+	}
+}
+
+// setIDs records the call_log_id of one source; sources must agree.
+func (in *input) setIDs(ids []string, array bool, from string) {
+	if in.idsFrom == "" {
+		in.ids, in.idsArray, in.idsFrom = ids, array, from
+		return
+	}
+	if in.idsArray != array || len(in.ids) != len(ids) {
+		in.errs.add("call_log_id", "given twice with different values ("+in.idsFrom+" and "+from+")")
+		return
+	}
+	for i := range ids {
+		if ids[i] != in.ids[i] {
+			in.errs.add("call_log_id", "given twice with different values ("+in.idsFrom+" and "+from+")")
+			return
+		}
+	}
+}
+
+func (in *input) setPhone(v rawValue, from string) {
+	if !in.hasPhone {
+		in.phone, in.hasPhone, in.phoneFrom = v, true, from
+		return
+	}
+	if !in.phone.sameAs(v) {
+		in.errs.add("phone_number", "given twice with different values ("+in.phoneFrom+" and "+from+")")
+	}
+}
+
+func (in *input) ignore(name string) {
+	for _, n := range in.ignored {
+		if n == name {
+			return
+		}
+	}
+	in.ignored = append(in.ignored, name)
+}
+
+// param sorts one top-level or fields-level name for both parsers.
+type param uint8
+
+const (
+	paramUnknown param = iota
+	paramCallLogID
+	paramPhone
+	paramAuth
+	paramFields
+	paramField
+)
+
+func classify(name, authParam string) (param, field) {
+	switch name {
+	case "call_log_id":
+		return paramCallLogID, 0
+	case "phone_number":
+		return paramPhone, 0
+	case "fields":
+		return paramFields, 0
+	case authParam:
+		return paramAuth, 0
+	}
+	if f, ok := lookupField(name); ok {
+		return paramField, f
+	}
+	return paramUnknown, 0
+}
+
+// splitRemove splits a comma-separated remove value of a query or form.
+func splitRemove(s string) []string {
+	var out []string
+	for _, k := range strings.Split(s, ",") {
+		if k = strings.TrimSpace(k); k != "" {
+			out = append(out, k)
+		}
+	}
+	return out
+}

@@ -1,0 +1,124 @@
+package postback
+
+import "net/http"
+
+// AppendResponse appends the body of SPEC §6.1 for r and returns it with
+// the status of §6.3.
+func AppendResponse(dst []byte, r *Result) ([]byte, int) {
+	var counts [QueueUnavailable + 1]int
+	failed := 0
+	for _, c := range r.Calls {
+		counts[c.Class]++
+		if c.Class.Failed() {
+			failed++
+		}
+	}
+	dst = append(dst, `{"call_log_ids":[`...)
+	n := 0
+	for _, c := range r.Calls {
+		if !c.Class.Failed() {
+			if n > 0 {
+				dst = append(dst, ',')
+			}
+			dst = appendString(dst, c.CallLogID)
+			n++
+		}
+	}
+	dst = append(dst, `],"failed_call_log_ids":[`...)
+	n = 0
+	for _, c := range r.Calls {
+		if c.Class.Failed() {
+			if n > 0 {
+				dst = append(dst, ',')
+			}
+			dst = appendString(dst, c.CallLogID)
+			n++
+		}
+	}
+	dst = append(dst, ']')
+	if counts[Queued] > 0 {
+		dst = append(dst, `,"queued_call_log_ids":[`...)
+		n = 0
+		for _, c := range r.Calls {
+			if c.Class == Queued {
+				if n > 0 {
+					dst = append(dst, ',')
+				}
+				dst = appendString(dst, c.CallLogID)
+				n++
+			}
+		}
+		dst = append(dst, ']')
+	}
+	if failed > 0 {
+		dst = append(dst, `,"errors":{`...)
+		n = 0
+		for _, c := range r.Calls {
+			if c.Class.Failed() {
+				if n > 0 {
+					dst = append(dst, ',')
+				}
+				dst = appendString(dst, c.CallLogID)
+				dst = append(dst, `:{"code":`...)
+				dst = appendString(dst, c.Class.Code())
+				dst = append(dst, `,"message":`...)
+				dst = appendString(dst, c.Message)
+				dst = append(dst, '}')
+				n++
+			}
+		}
+		dst = append(dst, '}')
+	}
+	if len(r.Ignored) > 0 {
+		dst = append(dst, `,"ignored":`...)
+		dst = appendStrings(dst, r.Ignored)
+	}
+	dst = append(dst, '}')
+	return dst, resultStatus(r, &counts, failed)
+}
+
+// resultStatus applies §6.3. When every call failed but not all for one
+// reason, the most frequent class decides, the first seen on a tie.
+func resultStatus(r *Result, counts *[QueueUnavailable + 1]int, failed int) int {
+	switch {
+	case failed == 0 && counts[Queued] > 0:
+		return http.StatusAccepted
+	case failed < len(r.Calls), len(r.Calls) == 0:
+		return http.StatusOK
+	}
+	best := r.Calls[0].Class
+	for _, c := range r.Calls {
+		if counts[c.Class] > counts[best] {
+			best = c.Class
+		}
+	}
+	return best.Status()
+}
+
+// AppendError appends the body of a request-level error (SPEC §6.2).
+func AppendError(dst []byte, e *Error) []byte {
+	dst = append(dst, `{"error":{"code":`...)
+	dst = appendString(dst, e.Code)
+	dst = append(dst, `,"message":`...)
+	dst = appendString(dst, e.Message)
+	if len(e.Fields) > 0 {
+		dst = append(dst, `,"fields":{`...)
+		for i, f := range e.Fields {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = appendString(dst, f.Field)
+			dst = append(dst, ':')
+			dst = appendString(dst, f.Message)
+		}
+		dst = append(dst, '}')
+	}
+	return append(dst, "}}"...)
+}
+
+// AppendScheduled appends the answer to call-completed (SPEC §8.3a).
+func AppendScheduled(dst []byte, ids []string) []byte {
+	dst = append(dst, `{"call_log_ids":`...)
+	dst = appendStrings(dst, ids)
+	return append(dst, '}')
+}
