@@ -89,7 +89,12 @@ func (p *Parser) read(in *input, query string, body []byte, kind BodyKind) *Erro
 		}
 		p.readJSON(in, s)
 	case BodyForm:
-		return p.readQuery(in, bytesToString(body), "form")
+		s := bytesToString(body)
+		// curl -d sends JSON as a form unless told otherwise.
+		if t := strings.TrimSpace(s); strings.HasPrefix(t, "{") && strings.HasSuffix(t, "}") {
+			return invalid("the body is JSON but Content-Type says application/x-www-form-urlencoded; send Content-Type: application/json")
+		}
+		return p.readQuery(in, s, "form")
 	}
 	return nil
 }

@@ -160,6 +160,7 @@ func TestParseRefuses(t *testing.T) {
 		msg    string // part of the message (of the first field, or of the error)
 	}{
 		{"§4.1 body not a JSON object", EndpointUpdateFields, "", `["a"]`, BodyJSON, "", "must be a JSON object"},
+		{"§4.1 JSON sent as a form", EndpointUpdateFields, "", `{"call_log_id":"a","converted":true}`, BodyForm, "", "Content-Type: application/json"},
 		{"§4.1 body not JSON", EndpointUpdateFields, "", `{"call_log_id":`, BodyJSON, "", "not valid JSON"},
 		{"§4.1 same key in query and body with different values", EndpointUpdateFields, "call_log_id=a", `{"call_log_id":"b","converted":true}`, BodyJSON, "call_log_id", "different values"},
 		{"§4.2 same field at top and in fields with different values", EndpointUpdateFields, "", `{"call_log_id":"a","reason":"x","fields":{"reason":"y"}}`, BodyJSON, "reason", "different values"},
