@@ -165,6 +165,8 @@ func (h *Handler) Validate() error {
 
 // ServeHTTP answers a postback; it never calls next.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+	requestID := requestID(r)
+	w.Header()["X-Request-Id"] = []string{requestID}
 	ep := postback.EndpointFromSegment(path.Base(r.URL.Path))
 	if ep == postback.EndpointUnknown {
 		return writeError(w, postback.NewError(http.StatusNotFound, "no postback endpoint here; use update-revenue, update-tags, update-fields or call-completed"))
@@ -184,9 +186,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 	if perr != nil {
 		return writeError(w, perr)
 	}
-	requestID := requestID(r)
-	w.Header()["X-Request-Id"] = []string{requestID}
-
 	if ep == postback.EndpointCallCompleted {
 		return h.serveCompleted(w, r, body, kind)
 	}

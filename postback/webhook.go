@@ -93,7 +93,7 @@ func (k *Keyring) Authenticate(ep Endpoint, key string) (*Webhook, *Error) {
 		return nil, NewError(401, "invalid auth key")
 	}
 	if w.Type != ep.Type() {
-		return nil, NewError(403, "this key belongs to a "+w.Type+" webhook and cannot be used on "+ep.Segment())
+		return nil, NewError(403, "this key belongs to a webhook of type "+w.Type+" and cannot be used on "+ep.Segment())
 	}
 	return w, nil
 }

@@ -1,0 +1,168 @@
+package caddymodule_test
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// walkthroughStep is one curl command of the README and the answer shown
+// after it.
+type walkthroughStep struct {
+	method, url, body string
+	header            http.Header
+	status            int
+	answer            string
+}
+
+var (
+	shellBlock  = regexp.MustCompile("(?s)```sh\n(curl .*?)```")
+	answerBlock = regexp.MustCompile("(?s)\\AAnswer \\(`(\\d{3})`\\):\\s*```json\n(.*?)```")
+)
+
+// readmeWalkthrough reads every curl command of the README with its answer.
+func readmeWalkthrough(t *testing.T) []walkthroughStep {
+	t.Helper()
+	data, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := string(data)
+	var steps []walkthroughStep
+	for _, loc := range shellBlock.FindAllStringSubmatchIndex(readme, -1) {
+		step := parseCurl(t, readme[loc[2]:loc[3]])
+		m := answerBlock.FindStringSubmatch(strings.TrimSpace(readme[loc[1]:]))
+		if m == nil {
+			t.Fatalf("README: no `Answer (`NNN`):` block after %s %s", step.method, step.url)
+		}
+		step.status, _ = strconv.Atoi(m[1])
+		step.answer = m[2]
+		steps = append(steps, step)
+	}
+	return steps
+}
+
+// parseCurl reads the curl options the README uses: -s, -X, -H, -d, URL.
+func parseCurl(t *testing.T, cmd string) walkthroughStep {
+	t.Helper()
+	cmd = strings.ReplaceAll(cmd, "\\\n", " ")
+	var words []string
+	for rest := strings.TrimSpace(cmd); rest != ""; rest = strings.TrimSpace(rest) {
+		if rest[0] == '\'' {
+			end := strings.IndexByte(rest[1:], '\'')
+			if end < 0 {
+				t.Fatalf("README: unbalanced quote in %s", cmd)
+			}
+			words = append(words, rest[1:end+1])
+			rest = rest[end+2:]
+			continue
+		}
+		word, after, _ := strings.Cut(rest, " ")
+		words, rest = append(words, word), after
+	}
+	step := walkthroughStep{method: "GET", header: http.Header{}}
+	for i := 1; i < len(words); i++ {
+		switch w := words[i]; w {
+		case "-s":
+		case "-X":
+			i++
+			step.method = words[i]
+		case "-H":
+			i++
+			k, v, _ := strings.Cut(words[i], ":")
+			step.header.Set(k, strings.TrimSpace(v))
+		case "-d":
+			i++
+			step.body = words[i]
+			if step.method == "GET" {
+				step.method = "POST"
+			}
+		default:
+			if strings.HasPrefix(w, "-") {
+				t.Fatalf("README: curl option %s is not understood by this test", w)
+			}
+			step.url = w
+		}
+	}
+	return step
+}
+
+// The README's walkthrough, run as written against Caddyfile.example
+// (issue: two commands on a fresh machine).
+func TestREADMEWalkthrough(t *testing.T) {
+	for k, v := range map[string]string{
+		"ACME_FIELDS_KEY": "demo-fields-key", "ACME_REVENUE_KEY": "demo-revenue-key", "ACME_TAGS_KEY": "demo-tags-key",
+		"OTHER_FIELDS_KEY": "demo-other-key", "PLATFORM_KEY": "demo-platform-key",
+	} {
+		t.Setenv(k, v)
+	}
+	makefile, err := os.ReadFile("../Makefile")
+	if err != nil || !strings.Contains(string(makefile), "ACME_FIELDS_KEY  ?= demo-fields-key") {
+		t.Fatal("the Makefile no longer sets the demo keys this test uses")
+	}
+	example, err := os.ReadFile("../Caddyfile.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Caddy binds with SO_REUSEPORT: a Caddy already on these ports (a
+	// `make run` left going) would silently share the traffic.
+	for _, port := range []string{"8080", "9090"} {
+		if l, err := net.Listen("tcp", "127.0.0.1:"+port); err != nil {
+			t.Fatalf("127.0.0.1:%s is in use (a `make run` still going?); the walkthrough needs it free", port)
+		} else {
+			l.Close()
+		}
+	}
+	seed, _ := filepath.Abs("../testdata/calls.json")
+	config := strings.Replace(string(example), "admin localhost:2019", fmt.Sprintf("admin localhost:%d", adminPort), 1)
+	config = strings.Replace(config, "seed testdata/calls.json", "seed "+seed, 1)
+	tester := startEdge(t, config)
+
+	steps := readmeWalkthrough(t)
+	if len(steps) < 10 {
+		t.Fatalf("found %d walkthrough steps in the README", len(steps))
+	}
+	for i, s := range steps {
+		name := fmt.Sprintf("%02d %s %s", i+1, s.method, s.url)
+		// The drain after call-completed is asynchronous: a read of the call
+		// store may be tried again for a moment.
+		deadline := time.Now().Add(3 * time.Second)
+		for {
+			status, body := doStep(t, tester.Client, s)
+			if status == s.status && jsonSame(body, s.answer) {
+				break
+			}
+			if s.method != "GET" || !strings.Contains(s.url, ":9090/") || time.Now().After(deadline) {
+				t.Fatalf("%s:\nstatus %d, README says %d\nbody   %s\nREADME %s", name, status, s.status, body, s.answer)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+}
+
+func doStep(t *testing.T, client *http.Client, s walkthroughStep) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(s.method, s.url, strings.NewReader(s.body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header = s.header.Clone()
+	if s.body != "" && req.Header.Get("Content-Type") == "" {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded") // as curl -d does
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", s.method, s.url, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
