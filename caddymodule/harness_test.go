@@ -266,3 +266,8 @@ func jsonSame(a, b string) bool {
 	var ca, cb bytes.Buffer
 	return canonical(&ca, a) == nil && canonical(&cb, b) == nil && ca.String() == cb.String()
 }
+
+func readAll(resp *http.Response) string {
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}

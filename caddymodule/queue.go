@@ -40,3 +40,11 @@ func (a *App) provisionQueue(repl *caddy.Replacer) error {
 	a.queue, a.queueKey = v.(pooledQueue).Queue, memoryQueueKey
 	return nil
 }
+
+// queueBackend names the queue in use, for the admin API.
+func (a *App) queueBackend() string {
+	if a.Redis != nil {
+		return "redis"
+	}
+	return "memory"
+}

@@ -1,0 +1,186 @@
+package caddymodule
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/callpostback/caddy-postback/postback/queue"
+)
+
+func init() {
+	caddy.RegisterModule(adminQueue{})
+}
+
+// runningApp is the postback app of the running config, for the admin
+// API; a reload swaps it.
+var runningApp atomic.Pointer[App]
+
+// adminQueue shows the queue of calls in progress on Caddy's admin API:
+//
+//	GET  /postback/queue                          counts of pending and dead entries
+//	GET  /postback/queue/{call_log_id}            a call's pending entries and dead letters
+//	POST /postback/dead/{call_log_id}/requeue     move a call's dead letters back into its queue
+type adminQueue struct{}
+
+// CaddyModule returns the Caddy module information.
+func (adminQueue) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "admin.api.postback",
+		New: func() caddy.Module { return new(adminQueue) },
+	}
+}
+
+// Routes returns the admin routes.
+func (a adminQueue) Routes() []caddy.AdminRoute {
+	return []caddy.AdminRoute{
+		{Pattern: "/postback/queue", Handler: caddy.AdminHandlerFunc(a.handleStats)},
+		{Pattern: "/postback/queue/", Handler: caddy.AdminHandlerFunc(a.handleCall)},
+		{Pattern: "/postback/dead/", Handler: caddy.AdminHandlerFunc(a.handleRequeue)},
+	}
+}
+
+func (adminQueue) handleStats(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodGet {
+		return methodNotAllowed(r)
+	}
+	app, err := currentApp()
+	if err != nil {
+		return err
+	}
+	st, err := app.queue.Stats(r.Context())
+	if err != nil {
+		return queueError(err)
+	}
+	return writeAdminJSON(w, struct {
+		queue.Stats
+		Backend string `json:"backend"`
+	}{st, app.queueBackend()})
+}
+
+// adminEntry is a queued update as the admin API shows it; the patch is
+// the PATCH body, as JSON.
+type adminEntry struct {
+	ID         string          `json:"id"`
+	Account    string          `json:"account,omitempty"`
+	Webhook    string          `json:"webhook,omitempty"`
+	RequestID  string          `json:"request_id,omitempty"`
+	AcceptedAt time.Time       `json:"accepted_at"`
+	Patch      json.RawMessage `json:"patch"`
+	Reason     string          `json:"reason,omitempty"`
+	DeadAt     *time.Time      `json:"dead_at,omitempty"`
+}
+
+func toAdminEntry(e queue.Entry) adminEntry {
+	patch := json.RawMessage(e.Patch)
+	if !json.Valid(patch) {
+		patch, _ = json.Marshal(string(e.Patch))
+	}
+	return adminEntry{ID: e.ID, Account: e.Account, Webhook: e.Webhook, RequestID: e.RequestID, AcceptedAt: e.AcceptedAt, Patch: patch}
+}
+
+func (adminQueue) handleCall(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodGet {
+		return methodNotAllowed(r)
+	}
+	id, err := callIDFromPath(r, "/postback/queue/", "")
+	if err != nil {
+		return err
+	}
+	app, err := currentApp()
+	if err != nil {
+		return err
+	}
+	pending, err := app.queue.Pending(r.Context(), id)
+	if err != nil {
+		return queueError(err)
+	}
+	dead, err := app.queue.Dead(r.Context(), id)
+	if err != nil {
+		return queueError(err)
+	}
+	out := struct {
+		CallLogID string       `json:"call_log_id"`
+		Pending   []adminEntry `json:"pending"`
+		Dead      []adminEntry `json:"dead"`
+	}{CallLogID: id, Pending: []adminEntry{}, Dead: []adminEntry{}}
+	for _, e := range pending {
+		out.Pending = append(out.Pending, toAdminEntry(e))
+	}
+	for _, d := range dead {
+		ae := toAdminEntry(d.Entry)
+		ae.Reason, ae.DeadAt = d.Reason, &d.DeadAt
+		out.Dead = append(out.Dead, ae)
+	}
+	return writeAdminJSON(w, out)
+}
+
+func (adminQueue) handleRequeue(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodPost {
+		return methodNotAllowed(r)
+	}
+	id, err := callIDFromPath(r, "/postback/dead/", "/requeue")
+	if err != nil {
+		return err
+	}
+	app, err := currentApp()
+	if err != nil {
+		return err
+	}
+	n, err := app.queue.Requeue(r.Context(), id, time.Now())
+	if err != nil {
+		return queueError(err)
+	}
+	if n > 0 {
+		app.drainer.Wake()
+	}
+	return writeAdminJSON(w, struct {
+		CallLogID string `json:"call_log_id"`
+		Requeued  int    `json:"requeued"`
+	}{id, n})
+}
+
+// callIDFromPath takes the escaped id between prefix and suffix.
+func callIDFromPath(r *http.Request, prefix, suffix string) (string, error) {
+	p := r.URL.EscapedPath()
+	rest, ok := strings.CutPrefix(p, prefix)
+	if ok && suffix != "" {
+		rest, ok = strings.CutSuffix(rest, suffix)
+	}
+	id, err := url.PathUnescape(rest)
+	if !ok || err != nil || id == "" || strings.Contains(rest, "/") {
+		return "", caddy.APIError{HTTPStatus: http.StatusNotFound, Err: fmt.Errorf("use %s{call_log_id}%s, with the id path-escaped", prefix, suffix)}
+	}
+	return id, nil
+}
+
+func currentApp() (*App, error) {
+	app := runningApp.Load()
+	if app == nil {
+		return nil, caddy.APIError{HTTPStatus: http.StatusNotFound, Err: errors.New("no postback app is running")}
+	}
+	return app, nil
+}
+
+func queueError(err error) error {
+	return caddy.APIError{HTTPStatus: http.StatusServiceUnavailable, Err: fmt.Errorf("queue unavailable: %w", err)}
+}
+
+func methodNotAllowed(r *http.Request) error {
+	return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: fmt.Errorf("method %s not allowed", r.Method)}
+}
+
+func writeAdminJSON(w http.ResponseWriter, v any) error {
+	w.Header().Set("Content-Type", "application/json")
+	return json.NewEncoder(w).Encode(v)
+}
+
+// Interface guards
+var _ caddy.AdminRouter = (*adminQueue)(nil)
