@@ -137,6 +137,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.keyring = keyring
 
+	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
+		return fmt.Errorf("postback: metrics: %w", err)
+	}
+
 	appIface, err := ctx.App("postback")
 	if err != nil {
 		return fmt.Errorf("postback: loading the postback app: %w", err)
@@ -168,50 +172,58 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 	requestID := requestID(r)
 	w.Header()["X-Request-Id"] = []string{requestID}
 	ep := postback.EndpointFromSegment(path.Base(r.URL.Path))
+	webhook, status, body := h.serve(r, ep, requestID)
+	countRequest(webhook, ep, status)
+	return writeJSON(w, status, body)
+}
+
+// serve answers one postback with its status and body, and names the
+// webhook once it is known.
+func (h *Handler) serve(r *http.Request, ep postback.Endpoint, requestID string) (string, int, []byte) {
 	if ep == postback.EndpointUnknown {
-		return writeError(w, postback.NewError(http.StatusNotFound, "no postback endpoint here; use update-revenue, update-tags, update-fields or call-completed"))
+		return errorAnswer("", postback.NewError(http.StatusNotFound, "no postback endpoint here; use update-revenue, update-tags, update-fields or call-completed"))
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodPost {
-		w.Header()["Allow"] = allowed
-		return writeError(w, postback.NewError(http.StatusMethodNotAllowed, "method "+r.Method+" is not allowed; use GET or POST"))
+		return errorAnswer("", postback.NewError(http.StatusMethodNotAllowed, "method "+r.Method+" is not allowed; use GET or POST"))
 	}
 	webhook, perr := h.keyring.Authenticate(ep, h.authKey(r))
 	if perr != nil {
 		if perr.Status == http.StatusUnauthorized && perr.Message == postback.MessageMissingKey {
 			perr.Message += ": send it as the " + h.AuthParam + " query parameter or as Authorization: Bearer <key>"
 		}
-		return writeError(w, perr)
+		return errorAnswer("", perr)
 	}
 	body, kind, perr := h.readBody(r)
 	if perr != nil {
-		return writeError(w, perr)
+		return errorAnswer(webhook.Name, perr)
 	}
 	if ep == postback.EndpointCallCompleted {
-		return h.serveCompleted(w, r, body, kind)
+		return h.serveCompleted(r, webhook, body, kind)
 	}
 	req, perr := h.parser.Parse(ep, r.URL.RawQuery, body, kind)
 	if perr != nil {
 		h.logger.Debug("postback refused", zap.String("webhook", webhook.Name), zap.String("endpoint", ep.Segment()), zap.String("request_id", requestID), zap.Error(perr))
-		return writeError(w, perr)
+		return errorAnswer(webhook.Name, perr)
 	}
 	res := h.edge.Apply(r.Context(), webhook, requestID, req)
+	countCalls(webhook.Name, res)
 	out, status := postback.AppendResponse(make([]byte, 0, 256), res)
 	h.logger.Debug("postback", zap.String("webhook", webhook.Name), zap.String("endpoint", ep.Segment()), zap.String("request_id", requestID), zap.Int("calls", len(res.Calls)), zap.Int("status", status))
-	return writeJSON(w, status, out)
+	return webhook.Name, status, out
 }
 
 // serveCompleted schedules the named calls for draining (SPEC §8.3a).
-func (h *Handler) serveCompleted(w http.ResponseWriter, r *http.Request, body []byte, kind postback.BodyKind) error {
+func (h *Handler) serveCompleted(r *http.Request, webhook *postback.Webhook, body []byte, kind postback.BodyKind) (string, int, []byte) {
 	ids, perr := h.parser.ParseCompleted(r.URL.RawQuery, body, kind)
 	if perr != nil {
-		return writeError(w, perr)
+		return errorAnswer(webhook.Name, perr)
 	}
 	scheduled := make([]string, 0, len(ids))
 	now := time.Now()
 	for _, id := range ids {
 		pending, err := h.app.queue.Wake(r.Context(), id, now)
 		if err != nil {
-			return writeError(w, &postback.Error{Status: http.StatusServiceUnavailable, Code: "queue_unavailable", Message: "the queue is unavailable; send call-completed again"})
+			return errorAnswer(webhook.Name, &postback.Error{Status: http.StatusServiceUnavailable, Code: "queue_unavailable", Message: "the queue is unavailable; send call-completed again"})
 		}
 		if pending {
 			scheduled = append(scheduled, id)
@@ -220,7 +232,7 @@ func (h *Handler) serveCompleted(w http.ResponseWriter, r *http.Request, body []
 	if len(scheduled) > 0 {
 		h.app.drainer.Wake()
 	}
-	return writeJSON(w, http.StatusAccepted, postback.AppendScheduled(nil, scheduled))
+	return webhook.Name, http.StatusAccepted, postback.AppendScheduled(nil, scheduled)
 }
 
 // authKey reads the key from the auth parameter or a bearer token.
@@ -302,16 +314,20 @@ func requestID(r *http.Request) string {
 var jsonContentType = []string{"application/json"}
 
 func writeJSON(w http.ResponseWriter, status int, body []byte) error {
+	if status == http.StatusMethodNotAllowed {
+		w.Header()["Allow"] = allowed
+	}
 	w.Header()["Content-Type"] = jsonContentType
 	w.WriteHeader(status)
 	_, err := w.Write(body)
 	return err
 }
 
-// writeError answers a request-level error itself, as the body of §6.2,
-// rather than leaving Caddy's error routes to write an empty one.
-func writeError(w http.ResponseWriter, e *postback.Error) error {
-	return writeJSON(w, e.Status, postback.AppendError(make([]byte, 0, 128), e))
+// errorAnswer is a request-level error as the body of §6.2: the handler
+// writes it itself rather than leaving Caddy's error routes to write an
+// empty one.
+func errorAnswer(webhook string, e *postback.Error) (string, int, []byte) {
+	return webhook, e.Status, postback.AppendError(make([]byte, 0, 128), e)
 }
 
 // Interface guards

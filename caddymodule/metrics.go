@@ -1,0 +1,66 @@
+package caddymodule
+
+import (
+	"errors"
+	"strconv"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/callpostback/caddy-postback/postback"
+)
+
+// metrics are created once per process and registered with each config's
+// registry, as Caddy's reverse_proxy does. Labels hold webhook names,
+// endpoints, statuses and outcome classes: never a key or a call id.
+var metrics struct {
+	once     sync.Once
+	requests *prometheus.CounterVec
+	calls    *prometheus.CounterVec
+}
+
+func registerMetrics(registry *prometheus.Registry) error {
+	metrics.once.Do(func() {
+		const ns, sub = "caddy", "postback"
+		metrics.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "requests_total",
+			Help: "Postbacks answered, by webhook, endpoint and HTTP status.",
+		}, []string{"webhook", "endpoint", "status"})
+		metrics.calls = prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "calls_total",
+			Help: "Calls of postbacks, by webhook and outcome (applied, queued, not_found, rejected, upstream_error, upstream_timeout, queue_unavailable).",
+		}, []string{"webhook", "outcome"})
+	})
+	if registry == nil {
+		return nil
+	}
+	for _, c := range []prometheus.Collector{metrics.requests, metrics.calls} {
+		if err := registry.Register(c); err != nil {
+			var already prometheus.AlreadyRegisteredError
+			if !errors.As(err, &already) {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// countRequest records one answered postback; webhook is "" before
+// authentication succeeded.
+func countRequest(webhook string, ep postback.Endpoint, status int) {
+	endpoint := ep.Segment()
+	if endpoint == "" {
+		endpoint = "unknown"
+	}
+	if webhook == "" {
+		webhook = "unauthenticated"
+	}
+	metrics.requests.WithLabelValues(webhook, endpoint, strconv.Itoa(status)).Inc()
+}
+
+// countCalls records the outcome of each call of a postback.
+func countCalls(webhook string, res *postback.Result) {
+	for _, c := range res.Calls {
+		metrics.calls.WithLabelValues(webhook, c.Class.Code()).Inc()
+	}
+}
