@@ -50,6 +50,7 @@ type App struct {
 	store    *postback.CallStore
 	queue    queue.Queue
 	queueKey string
+	redisKey string
 	drainer  *postback.Drainer
 	limiter  *postback.Limiter
 	logger   *zap.Logger
@@ -214,11 +215,16 @@ func (a *App) Cleanup() error {
 	if a.store != nil {
 		a.store.Close()
 	}
+	var errs []error
 	if a.queueKey != "" {
 		_, err := queuePool.Delete(a.queueKey)
-		return err
+		errs = append(errs, err)
 	}
-	return nil
+	if a.redisKey != "" {
+		_, err := redisPool.Delete(a.redisKey)
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
 }
 
 // edge builds the request path of one handler over the app's parts.

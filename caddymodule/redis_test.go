@@ -1,0 +1,90 @@
+package caddymodule_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2/caddytest"
+	"github.com/tidwall/gjson"
+
+	"github.com/callpostback/caddy-postback/internal/redistest"
+)
+
+// §8: the queue in Redis, through Caddy: a live call's update is stored in
+// Redis and applied once the call completes.
+func TestRedisQueueThroughCaddy(t *testing.T) {
+	srv := redistest.Start(t)
+	store := newScriptedStore(t)
+	store.set("redis-live", "live")
+	tester := startEdge(t, edgeConfig(store.URL, "redis "+srv.URL()+" {\n\t\t\tprefix e2e:\n\t\t}", ""))
+	liveQueuedThenApplied(t, tester, store, "redis-live")
+	_, body := adminDo(t, "GET", "/postback/queue")
+	if gjson.Get(body, "backend").String() != "redis" {
+		t.Fatalf("admin says %s", body)
+	}
+}
+
+// §8.4: Redis Cluster with three masters; every key of a call shares a slot.
+func TestRedisClusterThroughCaddy(t *testing.T) {
+	cluster := redistest.StartCluster(t, 3)
+	store := newScriptedStore(t)
+	store.set("cluster-live", "live")
+	tester := startEdge(t, edgeConfig(store.URL, "redis {\n\t\t\tcluster "+strings.Join(cluster, " ")+"\n\t\t}", ""))
+	liveQueuedThenApplied(t, tester, store, "cluster-live")
+}
+
+func liveQueuedThenApplied(t *testing.T, tc *caddytest.Tester, store *scriptedStore, id string) {
+	t.Helper()
+	url := edgeURL("/postback/update-fields?moja_auth_key=" + fieldsKey)
+	for _, reason := range []string{"first", "second"} {
+		status, body := send(t, tc, "POST", url, jsonType, fmt.Sprintf(`{"call_log_id":%q,"reason":%q}`, id, reason))
+		if status != 202 {
+			t.Fatalf("§8.1 status %d: %s", status, body)
+		}
+	}
+	store.set(id, "completed")
+	status, body := send(t, tc, "POST", edgeURL("/postback/call-completed?moja_auth_key="+platformKey), jsonType, fmt.Sprintf(`{"call_log_id":%q}`, id))
+	if status != 202 || !strings.Contains(body, id) {
+		t.Fatalf("§8.3 call-completed: %d %s", status, body)
+	}
+	waitFor(t, "the queued updates", func() bool { return len(store.applied(id)) == 2 })
+	if got := strings.Join(store.applied(id), " "); got != `{"reason":"first"} {"reason":"second"}` {
+		t.Fatalf("§8.2 applied %s", got)
+	}
+}
+
+// Redis down: a live call fails with 503 queue_unavailable (nothing is
+// accepted that is not stored), completed calls keep being served, and
+// all is well again once Redis is back.
+func TestRedisDownWhileRequestsArrive(t *testing.T) {
+	srv := redistest.Start(t)
+	store := newScriptedStore(t)
+	store.set("down-live", "live")
+	tester := startEdge(t, edgeConfig(store.URL, "redis "+srv.URL(), ""))
+	url := edgeURL("/postback/update-fields?moja_auth_key=" + fieldsKey)
+
+	srv.Stop()
+	status, body := send(t, tester, "POST", url, jsonType, `{"call_log_id":"down-live","converted":true}`)
+	if status != 503 {
+		t.Fatalf("§8.1 live call with Redis down: status %d: %s", status, body)
+	}
+	jsonEqual(t, body, `{"call_log_ids":[],"failed_call_log_ids":["down-live"],"errors":{"down-live":{"code":"queue_unavailable","message":"the call is in progress and the update could not be queued"}}}`)
+	status, body = send(t, tester, "POST", url, jsonType, `{"call_log_id":["down-done","down-live"],"converted":true}`)
+	if status != 200 || gjson.Get(body, "call_log_ids").Raw != `["down-done"]` {
+		t.Fatalf("completed call with Redis down: %d %s", status, body)
+	}
+	if len(store.applied("down-done")) != 1 {
+		t.Fatal("the completed call was not updated")
+	}
+	status, _ = send(t, tester, "POST", edgeURL("/postback/call-completed?moja_auth_key="+platformKey), jsonType, `{"call_log_id":"down-live"}`)
+	if status != 503 {
+		t.Fatalf("call-completed with Redis down: %d", status)
+	}
+
+	srv.Restart()
+	waitFor(t, "the live call to be queued again", func() bool {
+		status, _ = send(t, tester, "POST", url, jsonType, `{"call_log_id":"down-live","converted":true}`)
+		return status == 202
+	})
+}

@@ -1,0 +1,43 @@
+package redisqueue
+
+import "strings"
+
+// Key layout, for the default prefix "postback:" and call "c1":
+//
+//	postback:{call:c1}:list    LIST    the waiting entries, oldest first
+//	postback:{call:c1}:dead    LIST    the dead letters, oldest first
+//	postback:{call:c1}:lease   STRING  the drainer holding the lease, with its expiry
+//	postback:{call:c1}:meta    HASH    seq (the last entry ID) and attempt (checks so far)
+//	postback:due               ZSET    calls with entries waiting, scored by next check (Unix ms)
+//	postback:dead              SET     calls with dead letters
+//
+// Every key of one call carries the hash tag {call:<id>}, so in Redis Cluster
+// they share a slot and one script can touch them all. The two global indexes
+// live in slots of their own and are never touched by a script or MULTI
+// together with a call's keys (see index.go for how they stay consistent).
+
+// callKeys are the keys of one call, all in one cluster slot.
+type callKeys struct {
+	list, dead, lease, meta string
+}
+
+// tagEscaper makes a call ID safe inside a hash tag: a '}' would end the tag
+// early, a '{' could make another call's tag, and '%' is escaped so the
+// mapping stays one-to-one.
+var tagEscaper = strings.NewReplacer("%", "%25", "{", "%7B", "}", "%7D")
+
+// hashTag is the tag every key of the call carries. The "call:" lead keeps it
+// non-empty for an empty ID: Redis hashes the whole key when a tag is "{}".
+func hashTag(callLogID string) string {
+	return "{call:" + tagEscaper.Replace(callLogID) + "}"
+}
+
+func (q *Queue) keysOf(callLogID string) callKeys {
+	base := q.prefix + hashTag(callLogID) + ":"
+	return callKeys{
+		list:  base + "list",
+		dead:  base + "dead",
+		lease: base + "lease",
+		meta:  base + "meta",
+	}
+}

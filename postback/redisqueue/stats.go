@@ -1,0 +1,92 @@
+package redisqueue
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/callpostback/caddy-postback/postback/queue"
+	"github.com/redis/go-redis/v9"
+)
+
+// statsBatch bounds the members read per SCAN step and the LLENs sent per
+// pipeline while counting.
+const statsBatch = 500
+
+// Stats counts through the two indexes, never the keyspace, so it works the
+// same on Cluster. Only calls whose lists are not empty count (index.go,
+// rule 3); with writes going on meanwhile, the counts are a close estimate.
+func (q *Queue) Stats(ctx context.Context) (queue.Stats, error) {
+	var s queue.Stats
+	pending, err := q.members(ctx, q.dueKey, true)
+	if err == nil {
+		s.PendingCalls, s.PendingEntries, err = q.countLists(ctx, pending, func(k callKeys) string { return k.list })
+	}
+	if err != nil {
+		return queue.Stats{}, fmt.Errorf("redisqueue: stats of waiting entries: %w", err)
+	}
+	dead, err := q.members(ctx, q.deadKey, false)
+	if err == nil {
+		s.DeadCalls, s.DeadEntries, err = q.countLists(ctx, dead, func(k callKeys) string { return k.dead })
+	}
+	if err != nil {
+		return queue.Stats{}, fmt.Errorf("redisqueue: stats of dead letters: %w", err)
+	}
+	return s, nil
+}
+
+// members reads every member of an index, a sorted set or a set, each once
+// (SCAN may return a member twice).
+func (q *Queue) members(ctx context.Context, key string, sorted bool) ([]string, error) {
+	var members []string
+	seen := make(map[string]bool)
+	var cursor uint64
+	for {
+		var page []string
+		var err error
+		if sorted {
+			page, cursor, err = q.client.ZScan(ctx, key, cursor, "", statsBatch).Result()
+		} else {
+			page, cursor, err = q.client.SScan(ctx, key, cursor, "", statsBatch).Result()
+		}
+		if err != nil {
+			return nil, err
+		}
+		step := 1
+		if sorted {
+			step = 2 // ZSCAN answers member, score, member, score, ...
+		}
+		for i := 0; i < len(page); i += step {
+			if !seen[page[i]] {
+				seen[page[i]] = true
+				members = append(members, page[i])
+			}
+		}
+		if cursor == 0 {
+			return members, nil
+		}
+	}
+}
+
+// countLists counts the calls whose list (picked by which) is not empty and
+// the entries in them.
+func (q *Queue) countLists(ctx context.Context, callLogIDs []string, which func(callKeys) string) (calls, entries int, err error) {
+	for len(callLogIDs) > 0 {
+		batch := callLogIDs[:min(len(callLogIDs), statsBatch)]
+		callLogIDs = callLogIDs[len(batch):]
+		pipe := q.client.Pipeline()
+		lens := make([]*redis.IntCmd, len(batch))
+		for i, id := range batch {
+			lens[i] = pipe.LLen(ctx, which(q.keysOf(id)))
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			return 0, 0, err
+		}
+		for _, n := range lens {
+			if n.Val() > 0 {
+				calls++
+				entries += int(n.Val())
+			}
+		}
+	}
+	return calls, entries, nil
+}
