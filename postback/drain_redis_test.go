@@ -1,0 +1,203 @@
+package postback_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/callpostback/caddy-postback/internal/redistest"
+	"github.com/callpostback/caddy-postback/postback"
+	"github.com/callpostback/caddy-postback/postback/queue"
+	"github.com/callpostback/caddy-postback/postback/redisqueue"
+)
+
+// recordingStore is a real HTTP call store that applies every PATCH and
+// remembers, per call, the bodies in the order they arrived.
+type recordingStore struct {
+	*httptest.Server
+	mu      sync.Mutex
+	applied map[string][]string
+	hold    chan struct{} // when set, PATCHes wait on it
+}
+
+func newRecordingStore(t *testing.T) *recordingStore {
+	s := &recordingStore{applied: map[string][]string{}}
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.hold != nil {
+			select {
+			case <-s.hold:
+			case <-r.Context().Done():
+				return
+			}
+		}
+		body, _ := io.ReadAll(r.Body)
+		id := strings.TrimPrefix(r.URL.Path, "/v1/calls/")
+		s.mu.Lock()
+		s.applied[id] = append(s.applied[id], string(body))
+		s.mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+func (s *recordingStore) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, a := range s.applied {
+		n += len(a)
+	}
+	return n
+}
+
+func newDrainer(t *testing.T, addr string, store *postback.CallStore, lease time.Duration) (*postback.Drainer, queue.Queue) {
+	client := redis.NewClient(&redis.Options{Addr: addr})
+	t.Cleanup(func() { client.Close() })
+	q := redisqueue.New(client, "drain-test:")
+	return &postback.Drainer{Queue: q, Store: store, Interval: 20 * time.Millisecond, LeaseTTL: lease, Timeout: time.Second}, q
+}
+
+func callStore(t *testing.T, url string) *postback.CallStore {
+	cs, err := postback.NewCallStore(postback.CallStoreConfig{URL: url, Timeout: time.Second, MaxConcurrency: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cs
+}
+
+func waitUntil(t *testing.T, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// §8.4: two instances drain one Redis concurrently; every accepted update
+// is applied exactly once, in the order it was accepted.
+func TestTwoDrainersShareOneRedis(t *testing.T) {
+	srv := redistest.Start(t)
+	store := newRecordingStore(t)
+	cs := callStore(t, store.URL)
+	a, qa := newDrainer(t, srv.Addr(), cs, 5*time.Second)
+	b, _ := newDrainer(t, srv.Addr(), cs, 5*time.Second)
+
+	const calls, updates = 20, 10
+	ctx := context.Background()
+	now := time.Now()
+	for u := 0; u < updates; u++ {
+		for c := 0; c < calls; c++ {
+			e := &queue.Entry{CallLogID: fmt.Sprintf("call-%02d", c), AcceptedAt: now, Patch: []byte(fmt.Sprintf(`{"seq":%d}`, u))}
+			if _, err := qa.Append(ctx, e, false, now); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	for _, d := range []*postback.Drainer{a, b} {
+		wg.Add(1)
+		go func(d *postback.Drainer) { defer wg.Done(); d.Run(runCtx) }(d)
+	}
+	waitUntil(t, "every update applied", 20*time.Second, func() bool { return store.count() >= calls*updates })
+	time.Sleep(100 * time.Millisecond) // a duplicate would land now
+	cancel()
+	wg.Wait()
+
+	if n := store.count(); n != calls*updates {
+		t.Fatalf("%d PATCHes, want exactly %d", n, calls*updates)
+	}
+	for c := 0; c < calls; c++ {
+		id := fmt.Sprintf("call-%02d", c)
+		got := store.applied[id]
+		for u := range got {
+			if got[u] != fmt.Sprintf(`{"seq":%d}`, u) {
+				t.Fatalf("%s applied out of order: %v", id, got)
+			}
+		}
+	}
+	if st, _ := qa.Stats(ctx); st.PendingEntries != 0 {
+		t.Fatalf("left in the queue: %+v", st)
+	}
+}
+
+// §8.4: an instance that dies holding a call's lease stops nobody for
+// longer than the lease: another resumes where it stopped.
+func TestCrashedDrainersLeaseExpires(t *testing.T) {
+	srv := redistest.Start(t)
+	store := newRecordingStore(t)
+	cs := callStore(t, store.URL)
+	survivor, q := newDrainer(t, srv.Addr(), cs, 5*time.Second)
+	ctx := context.Background()
+	now := time.Now()
+	for u := 0; u < 3; u++ {
+		if _, err := q.Append(ctx, &queue.Entry{CallLogID: "c1", AcceptedAt: now, Patch: []byte(fmt.Sprintf(`{"seq":%d}`, u))}, false, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The crashed instance applied the first entry, then died before it
+	// could acknowledge it or release its 1s lease.
+	if ok, err := q.Claim(ctx, "c1", "crashed-instance", time.Second); err != nil || !ok {
+		t.Fatalf("claim: %v %v", ok, err)
+	}
+	store.mu.Lock()
+	store.applied["c1"] = []string{`{"seq":0}`}
+	store.mu.Unlock()
+
+	survivor.DrainCall(ctx, "c1", 0)
+	if n := store.count(); n != 1 {
+		t.Fatalf("the survivor drained a call under another's lease: %d PATCHes", n)
+	}
+	start := time.Now()
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go survivor.Run(runCtx)
+	waitUntil(t, "the survivor to take over", 5*time.Second, func() bool { return store.count() == 4 })
+	if waited := time.Since(start); waited < 500*time.Millisecond {
+		t.Fatalf("took over after %s, before the lease expired", waited)
+	}
+	// At least once: the entry the crashed instance applied but did not
+	// acknowledge is applied again, then the rest in order.
+	if got := strings.Join(store.applied["c1"], " "); got != `{"seq":0} {"seq":0} {"seq":1} {"seq":2}` {
+		t.Fatalf("applied %s", got)
+	}
+}
+
+// §8.4: a graceful stop releases the leases it holds, so another instance
+// resumes at once, not after the lease expires.
+func TestGracefulStopReleasesLeases(t *testing.T) {
+	srv := redistest.Start(t)
+	store := newRecordingStore(t)
+	store.hold = make(chan struct{})
+	cs := callStore(t, store.URL)
+	first, q := newDrainer(t, srv.Addr(), cs, time.Minute)
+	second, _ := newDrainer(t, srv.Addr(), cs, time.Minute)
+	ctx := context.Background()
+	now := time.Now()
+	if _, err := q.Append(ctx, &queue.Entry{CallLogID: "c1", AcceptedAt: now, Patch: []byte(`{"seq":0}`)}, false, now); err != nil {
+		t.Fatal(err)
+	}
+	firstCtx, stopFirst := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { first.Run(firstCtx); close(done) }()
+	time.Sleep(200 * time.Millisecond) // first is now waiting on the held PATCH
+	stopFirst()
+	<-done
+	close(store.hold)
+	secondCtx, stopSecond := context.WithCancel(ctx)
+	defer stopSecond()
+	go second.Run(secondCtx)
+	waitUntil(t, "the second instance to drain", 3*time.Second, func() bool { return store.count() >= 1 })
+}
