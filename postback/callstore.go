@@ -55,11 +55,23 @@ const maxAnswer = 64 << 10
 
 const maxRetryWait = time.Second
 
+// minAttemptTime is the least time left that makes a retry worth sending.
+const minAttemptTime = 100 * time.Millisecond
+
+// maxRetryAfter caps a Retry-After: a call-store answer cannot make the
+// edge wait longer than any deadline it could have.
+const maxRetryAfter = time.Hour
+
 // NewCallStore returns a client with its own connection pool.
 func NewCallStore(cfg CallStoreConfig) (*CallStore, error) {
 	u, err := url.Parse(cfg.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, errors.New("call store URL must be an absolute http or https URL, got " + strconv.Quote(cfg.URL))
+	}
+	// Request paths are appended to the base: a query or fragment would
+	// swallow them.
+	if u.RawQuery != "" || u.Fragment != "" || strings.HasSuffix(cfg.URL, "?") || strings.HasSuffix(cfg.URL, "#") {
+		return nil, errors.New("call store URL must not have a query or fragment, got " + strconv.Quote(cfg.URL))
 	}
 	idle := max(cfg.MaxConcurrency, 64)
 	tr := &http.Transport{
@@ -129,18 +141,21 @@ func (c *CallStore) Resolve(ctx context.Context, t Target, phone string) (string
 	out, _ := c.do(ctx, http.MethodGet, u, t, nil, func(status int, body []byte) Outcome {
 		switch {
 		case status == http.StatusOK:
+			// gjson reads what it can of broken JSON: check it whole first,
+			// so a garbled answer is an upstream error, never not_found.
 			calls := gjson.GetBytes(body, "calls")
-			if !calls.IsArray() {
+			if !gjson.ValidBytes(body) || !calls.IsArray() {
 				return Outcome{Class: UpstreamError, Message: "the call store answered a phone look-up without a calls list"}
 			}
-			first := calls.Get("0.call_log_id")
+			first := calls.Get("0")
 			if !first.Exists() {
 				return Outcome{Class: NotFound, Message: "no call found for this phone number"}
 			}
-			if first.Type != gjson.String || checkCallLogID(first.Str) != "" {
+			callID := first.Get("call_log_id")
+			if !first.IsObject() || callID.Type != gjson.String || checkCallLogID(callID.Str) != "" {
 				return Outcome{Class: UpstreamError, Message: "the call store answered a phone look-up with an invalid call_log_id"}
 			}
-			id = first.Str
+			id = callID.Str
 			return Outcome{Class: Applied}
 		case status == http.StatusNotFound:
 			return Outcome{Class: NotFound, Message: "no call found for this phone number"}
@@ -173,7 +188,9 @@ func (c *CallStore) do(ctx context.Context, method, u string, t Target, body []b
 		if wait == 0 {
 			wait = c.backoff(attempt)
 		}
-		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
+		// Another attempt is worth it only with time left for an answer;
+		// one cut short would report a timeout for a store that answered.
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait+min(c.timeout/4, minAttemptTime) {
 			return out, attempt + 1
 		}
 		timer := time.NewTimer(wait)
@@ -259,12 +276,15 @@ func retryAfter(v string) time.Duration {
 	if v == "" {
 		return 0
 	}
-	if s, err := strconv.Atoi(v); err == nil && s >= 0 {
+	if s, err := strconv.ParseUint(v, 10, 64); err == nil {
+		if s > uint64(maxRetryAfter/time.Second) {
+			return maxRetryAfter
+		}
 		return time.Duration(s) * time.Second
 	}
 	if t, err := http.ParseTime(v); err == nil {
 		if d := time.Until(t); d > 0 {
-			return d
+			return min(d, maxRetryAfter)
 		}
 	}
 	return 0

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -118,30 +119,36 @@ func (d *Drainer) drainDue(ctx context.Context) {
 			return
 		}
 		var wg sync.WaitGroup
+		var claimed atomic.Int32
 		sem := make(chan struct{}, d.Workers)
 		for _, c := range due {
 			sem <- struct{}{}
 			wg.Add(1)
 			go func(c queue.Due) {
 				defer func() { <-sem; wg.Done() }()
-				d.DrainCall(ctx, c.CallLogID, c.Attempt)
+				if d.DrainCall(ctx, c.CallLogID, c.Attempt) {
+					claimed.Add(1)
+				}
 			}(c)
 		}
 		wg.Wait()
-		if len(due) < d.Workers*4 {
+		// Calls that other instances hold stay due: without a claim in
+		// this batch, asking again now would only spin.
+		if len(due) < d.Workers*4 || claimed.Load() == 0 {
 			return
 		}
 	}
 }
 
 // DrainCall applies a call's waiting updates in order under its lease,
-// removing each only after the call store accepted it (§8.3, §8.4).
-func (d *Drainer) DrainCall(ctx context.Context, callLogID string, attempt int) {
+// removing each only after the call store accepted it (§8.3, §8.4). It
+// reports whether it held the lease: false when another instance does.
+func (d *Drainer) DrainCall(ctx context.Context, callLogID string, attempt int) bool {
 	d.init()
 	log := d.Logger.With(zap.String("call_log_id", callLogID))
 	ok, err := d.Queue.Claim(ctx, callLogID, d.owner, d.LeaseTTL)
 	if err != nil || !ok {
-		return
+		return false
 	}
 	// The lease goes back even when ctx ended: a graceful stop frees its
 	// calls for other instances at once (§8.4).
@@ -155,18 +162,18 @@ func (d *Drainer) DrainCall(ctx context.Context, callLogID string, attempt int) 
 		// Renew while a third of the lease is left, before the next send.
 		if time.Until(leaseUntil) < d.LeaseTTL/3 {
 			if ok, err := d.Queue.Claim(ctx, callLogID, d.owner, d.LeaseTTL); err != nil || !ok {
-				return
+				return true
 			}
 			leaseUntil = time.Now().Add(d.LeaseTTL)
 		}
 		e, ok, err := d.Queue.Head(ctx, callLogID)
 		if err != nil || !ok {
-			return
+			return true
 		}
 		now := d.Now()
 		if now.Sub(e.AcceptedAt) > d.MaxAge {
 			if !d.bury(ctx, log, e, "max_age: still waiting after "+d.MaxAge.String(), now) {
-				return
+				return true
 			}
 			continue
 		}
@@ -177,12 +184,12 @@ func (d *Drainer) DrainCall(ctx context.Context, callLogID string, attempt int) 
 		case Applied:
 			if err := d.Queue.Ack(ctx, callLogID, d.owner, e.ID); err != nil {
 				log.Warn("could not remove an applied update; it will be sent again", zap.Error(err))
-				return
+				return true
 			}
 			log.Debug("queued update applied", zap.String("entry", e.ID), zap.String("request_id", e.RequestID))
 		case NotFound, Rejected:
 			if !d.bury(ctx, log, e, out.Class.Code()+": "+out.Message, now) {
-				return
+				return true
 			}
 		default:
 			// Still live, or the call store is unwell: check again later.
@@ -193,9 +200,10 @@ func (d *Drainer) DrainCall(ctx context.Context, callLogID string, attempt int) 
 			if err := d.Queue.Schedule(ctx, callLogID, now.Add(next), attempt+1); err != nil {
 				log.Warn("could not reschedule a waiting call", zap.Error(err))
 			}
-			return
+			return true
 		}
 	}
+	return true
 }
 
 // bury moves e to the dead letters and reports whether it did.

@@ -7,8 +7,9 @@ import "unicode/utf8"
 
 const hexDigits = "0123456789abcdef"
 
-// appendString appends s as a JSON string, escaped as encoding/json does
-// (HTML-significant characters included, so a body is safe to log or embed).
+// appendString appends s as a JSON string, escaped much as encoding/json
+// does: HTML-significant characters too, so a body is safe to log or
+// embed; other control characters as \u00XX.
 func appendString(dst []byte, s string) []byte {
 	dst = append(dst, '"')
 	start := 0

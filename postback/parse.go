@@ -81,7 +81,8 @@ func (p *Parser) read(in *input, query string, body []byte, kind BodyKind) *Erro
 	switch kind {
 	case BodyJSON:
 		s := bytesToString(body)
-		if strings.TrimSpace(s) == "" {
+		// Only JSON's own whitespace makes an empty body (RFC 8259 §2).
+		if strings.Trim(s, " \t\n\r") == "" {
 			return nil
 		}
 		if err := checkJSON(s); err != nil {

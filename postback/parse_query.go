@@ -4,6 +4,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // maxParams bounds the parameters of one query string or form: a full
@@ -30,6 +31,10 @@ func (p *Parser) readQuery(in *input, raw, from string) *Error {
 		value, err2 := url.QueryUnescape(rawValue)
 		if err1 != nil || err2 != nil {
 			return invalid("the " + from + " has invalid percent-encoding")
+		}
+		// Names are echoed back under "ignored" and in errors: only text.
+		if !utf8.ValidString(name) || !utf8.ValidString(value) {
+			return invalid("the " + from + " is not valid UTF-8")
 		}
 		switch name {
 		case "call_log_id", "call_log_id[]":

@@ -1,14 +1,22 @@
 package postback
 
+import "strings"
+
 // NormalizePhone turns a phone number into E.164 (SPEC §4.3): a leading
 // "+" or "00" marks an international number; any other is national and
 // gets defaultCountryCode, after dropping one trunk "0". Spaces, dashes,
-// dots and parentheses are separators. With country code 1, an 11-digit
+// dots and parentheses are separators, and an international number's
+// "(0)" trunk prefix is dropped. With country code 1, an 11-digit
 // national number that starts with 1 already holds it (the NANP habit).
 // The result has 7 to 15 digits.
 func NormalizePhone(s, defaultCountryCode string) (string, string) {
 	if len(s) > 64 {
 		return "", "is too long for a phone number"
+	}
+	// "+44 (0)20 …": the (0) is the national trunk prefix, not dialled
+	// from abroad.
+	if strings.HasPrefix(strings.TrimSpace(s), "+") {
+		s = strings.Replace(s, "(0)", "", 1)
 	}
 	var digits [64]byte
 	n := 0

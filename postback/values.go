@@ -108,6 +108,8 @@ func parseConverted(v rawValue) (bool, string) {
 
 const maxFutureSkew = 24 * time.Hour
 
+var minTime = time.Unix(0, 0)
+
 // parseTime reads call_converted_at: RFC 3339 with an offset, or Unix
 // epoch seconds (10 digits) or milliseconds (13 digits) (SPEC §5).
 func parseTime(v rawValue, now time.Time) (time.Time, string) {
@@ -143,6 +145,11 @@ func parseTime(v rawValue, now time.Time) (time.Time, string) {
 	}
 	if t.Sub(now) > maxFutureSkew {
 		return time.Time{}, "is more than 24 hours in the future"
+	}
+	// An offset can push year 0000 below year 1 in UTC, which RFC 3339
+	// cannot write; no conversion happened before Unix time anyway.
+	if t.Before(minTime) {
+		return time.Time{}, "is before 1970"
 	}
 	return t.UTC(), ""
 }
