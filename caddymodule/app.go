@@ -16,6 +16,7 @@ import (
 
 	"github.com/callpostback/caddy-postback/postback"
 	"github.com/callpostback/caddy-postback/postback/queue"
+	"github.com/callpostback/caddy-postback/postback/ratelimit"
 )
 
 func init() {
@@ -52,7 +53,8 @@ type App struct {
 	queueKey string
 	redisKey string
 	drainer  *postback.Drainer
-	limiter  *postback.Limiter
+	upstream *postback.ConcurrencyLimit
+	limiter  ratelimit.Limiter
 	logger   *zap.Logger
 
 	cancel context.CancelFunc
@@ -152,7 +154,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("postback: call_store: %w", err)
 	}
 	a.store = store
-	a.limiter = postback.NewLimiter(cs.MaxUpstream)
+	a.upstream = postback.NewConcurrencyLimit(cs.MaxUpstream)
 
 	if err := a.provisionQueue(repl); err != nil {
 		return err
@@ -235,7 +237,7 @@ func (a *App) edge() *postback.Edge {
 		MaxConcurrency: a.CallStore.MaxConcurrency,
 		Deadline:       time.Duration(a.CallStore.Deadline),
 		DrainInterval:  time.Duration(a.DrainInterval),
-		Limiter:        a.limiter,
+		UpstreamLimit:  a.upstream,
 	}
 }
 

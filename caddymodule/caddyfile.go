@@ -12,6 +12,7 @@ import (
 	"github.com/dustin/go-humanize"
 
 	"github.com/callpostback/caddy-postback/postback"
+	"github.com/callpostback/caddy-postback/postback/ratelimit"
 )
 
 func init() {
@@ -137,6 +138,7 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 //			account    <account id>
 //			key        <key>
 //			key_sha256 <hex>
+//			rate_limit <events>/<period> [<burst>]
 //		}
 //	}
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
@@ -216,6 +218,20 @@ func (h *Handler) unmarshalWebhook(d *caddyfile.Dispenser) error {
 			if err = parseString(d, &wc.KeySHA256); err == nil {
 				if _, kerr := postback.NewWebhook(wc.Name, postback.TypeUpdateFields, "", "", wc.KeySHA256); kerr != nil {
 					return d.Errf("webhook %s: key_sha256 must be 64 hex digits", wc.Name)
+				}
+			}
+		case "rate_limit":
+			args := d.RemainingArgs()
+			if len(args) < 1 || len(args) > 2 {
+				return d.Errf("webhook %s: rate_limit needs a rate such as 100/s and an optional burst", wc.Name)
+			}
+			if _, rerr := ratelimit.ParseRate(args[0]); rerr != nil {
+				return d.Errf("webhook %s: %v", wc.Name, rerr)
+			}
+			wc.RateLimit = args[0]
+			if len(args) == 2 {
+				if wc.Burst, err = strconv.Atoi(args[1]); err != nil || wc.Burst <= 0 {
+					return d.Errf("webhook %s: burst %q must be a positive whole number", wc.Name, args[1])
 				}
 			}
 		default:

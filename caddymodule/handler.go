@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/callpostback/caddy-postback/postback"
+	"github.com/callpostback/caddy-postback/postback/ratelimit"
 )
 
 func init() {
@@ -57,6 +58,7 @@ type Handler struct {
 	edge    *postback.Edge
 	parser  postback.Parser
 	keyring *postback.Keyring
+	rates   map[string]ratelimit.Rate
 	logger  *zap.Logger
 }
 
@@ -74,6 +76,13 @@ type WebhookConfig struct {
 	// KeySHA256 is the hex SHA-256 of the key, for configs that must not
 	// hold the key itself.
 	KeySHA256 string `json:"key_sha256,omitempty"`
+	// RateLimit bounds the webhook's requests, as <events>/<period> such as
+	// 100/s; beyond it the answer is 429 with Retry-After. With Redis, every
+	// instance draws from one bucket.
+	RateLimit string `json:"rate_limit,omitempty"`
+	// Burst is how many requests may come at once. Default: the events of
+	// one period.
+	Burst int `json:"burst,omitempty"`
 }
 
 // Default of the handler.
@@ -130,6 +139,20 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			return fmt.Errorf("postback: %w", err)
 		}
 		webhooks = append(webhooks, w)
+		if wc.RateLimit != "" {
+			rate, err := ratelimit.ParseRate(wc.RateLimit)
+			if err != nil {
+				return fmt.Errorf("postback: webhook %s: %w", wc.Name, err)
+			}
+			rate.Burst = wc.Burst
+			if rate.Burst <= 0 {
+				rate.Burst = rate.Events
+			}
+			if h.rates == nil {
+				h.rates = make(map[string]ratelimit.Rate)
+			}
+			h.rates[wc.Name] = rate
+		}
 	}
 	keyring, err := postback.NewKeyring(webhooks)
 	if err != nil {
@@ -172,14 +195,26 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 	requestID := requestID(r)
 	w.Header()["X-Request-Id"] = []string{requestID}
 	ep := postback.EndpointFromSegment(path.Base(r.URL.Path))
-	webhook, status, body := h.serve(r, ep, requestID)
-	countRequest(webhook, ep, status)
-	return writeJSON(w, status, body)
+	a := h.serve(r, ep, requestID)
+	countRequest(a.webhook, ep, a.status)
+	if a.retryAfter > 0 {
+		w.Header()["Retry-After"] = []string{strconv.FormatInt(a.retryAfter, 10)}
+	}
+	return writeJSON(w, a.status, a.body)
+}
+
+// answer is what serve decided: the webhook once known, the status and
+// body, and for a 429 the seconds to wait.
+type answer struct {
+	webhook    string
+	status     int
+	body       []byte
+	retryAfter int64
 }
 
 // serve answers one postback with its status and body, and names the
 // webhook once it is known.
-func (h *Handler) serve(r *http.Request, ep postback.Endpoint, requestID string) (string, int, []byte) {
+func (h *Handler) serve(r *http.Request, ep postback.Endpoint, requestID string) answer {
 	if ep == postback.EndpointUnknown {
 		return errorAnswer("", postback.NewError(http.StatusNotFound, "no postback endpoint here; use update-revenue, update-tags, update-fields or call-completed"))
 	}
@@ -192,6 +227,9 @@ func (h *Handler) serve(r *http.Request, ep postback.Endpoint, requestID string)
 			perr.Message += ": send it as the " + h.AuthParam + " query parameter or as Authorization: Bearer <key>"
 		}
 		return errorAnswer("", perr)
+	}
+	if perr := h.limit(r, webhook); perr != nil {
+		return errorAnswer(webhook.Name, perr)
 	}
 	body, kind, perr := h.readBody(r)
 	if perr != nil {
@@ -209,11 +247,11 @@ func (h *Handler) serve(r *http.Request, ep postback.Endpoint, requestID string)
 	countCalls(webhook.Name, res)
 	out, status := postback.AppendResponse(make([]byte, 0, 256), res)
 	h.logger.Debug("postback", zap.String("webhook", webhook.Name), zap.String("endpoint", ep.Segment()), zap.String("request_id", requestID), zap.Int("calls", len(res.Calls)), zap.Int("status", status))
-	return webhook.Name, status, out
+	return answer{webhook: webhook.Name, status: status, body: out}
 }
 
 // serveCompleted schedules the named calls for draining (SPEC §8.3a).
-func (h *Handler) serveCompleted(r *http.Request, webhook *postback.Webhook, body []byte, kind postback.BodyKind) (string, int, []byte) {
+func (h *Handler) serveCompleted(r *http.Request, webhook *postback.Webhook, body []byte, kind postback.BodyKind) answer {
 	ids, perr := h.parser.ParseCompleted(r.URL.RawQuery, body, kind)
 	if perr != nil {
 		return errorAnswer(webhook.Name, perr)
@@ -232,7 +270,29 @@ func (h *Handler) serveCompleted(r *http.Request, webhook *postback.Webhook, bod
 	if len(scheduled) > 0 {
 		h.app.drainer.Wake()
 	}
-	return webhook.Name, http.StatusAccepted, postback.AppendScheduled(nil, scheduled)
+	return answer{webhook: webhook.Name, status: http.StatusAccepted, body: postback.AppendScheduled(nil, scheduled)}
+}
+
+// limit applies the webhook's rate limit before its body is read. When
+// the limiter's Redis fails, the request goes on: a rate limit is abuse
+// control, and Redis being down must not stop every partner.
+func (h *Handler) limit(r *http.Request, w *postback.Webhook) *postback.Error {
+	rate, ok := h.rates[w.Name]
+	if !ok {
+		return nil
+	}
+	allowed, wait, err := h.app.limiter.Allow(r.Context(), w.Name, rate)
+	if err != nil {
+		h.logger.Warn("rate limiter unavailable; request allowed", zap.String("webhook", w.Name), zap.Error(err))
+		return nil
+	}
+	if allowed {
+		return nil
+	}
+	secs := int64((wait + time.Second - 1) / time.Second)
+	e := postback.NewError(http.StatusTooManyRequests, "rate limit of "+rate.String()+" exceeded for this webhook; retry after "+strconv.FormatInt(secs, 10)+"s")
+	e.RetryAfter = secs
+	return e
 }
 
 // authKey reads the key from the auth parameter or a bearer token.
@@ -326,8 +386,8 @@ func writeJSON(w http.ResponseWriter, status int, body []byte) error {
 // errorAnswer is a request-level error as the body of §6.2: the handler
 // writes it itself rather than leaving Caddy's error routes to write an
 // empty one.
-func errorAnswer(webhook string, e *postback.Error) (string, int, []byte) {
-	return webhook, e.Status, postback.AppendError(make([]byte, 0, 128), e)
+func errorAnswer(webhook string, e *postback.Error) answer {
+	return answer{webhook: webhook, status: e.Status, body: postback.AppendError(make([]byte, 0, 128), e), retryAfter: e.RetryAfter}
 }
 
 // Interface guards

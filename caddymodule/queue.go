@@ -4,6 +4,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/callpostback/caddy-postback/postback/queue"
+	"github.com/callpostback/caddy-postback/postback/ratelimit"
 )
 
 // queuePool keeps a queue alive across config reloads: the old and the new
@@ -15,7 +16,10 @@ const memoryQueueKey = "memory"
 
 type pooledQueue struct {
 	queue.Queue
-	close func() error
+	// limiter keeps the rate-limit buckets of this process, which also
+	// outlive a reload.
+	limiter ratelimit.Limiter
+	close   func() error
 }
 
 func (p pooledQueue) Destruct() error {
@@ -32,12 +36,13 @@ func (a *App) provisionQueue(repl *caddy.Replacer) error {
 		return a.provisionRedis(repl)
 	}
 	v, _, err := queuePool.LoadOrNew(memoryQueueKey, func() (caddy.Destructor, error) {
-		return pooledQueue{Queue: queue.NewMemory()}, nil
+		return pooledQueue{Queue: queue.NewMemory(), limiter: ratelimit.NewMemory()}, nil
 	})
 	if err != nil {
 		return err
 	}
-	a.queue, a.queueKey = v.(pooledQueue).Queue, memoryQueueKey
+	pooled := v.(pooledQueue)
+	a.queue, a.limiter, a.queueKey = pooled.Queue, pooled.limiter, memoryQueueKey
 	return nil
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
+	"github.com/callpostback/caddy-postback/postback/ratelimit"
 	"github.com/callpostback/caddy-postback/postback/redisqueue"
 )
 
@@ -150,6 +151,7 @@ func (a *App) provisionRedis(repl *caddy.Replacer) error {
 		prefix = "postback:"
 	}
 	a.queue = redisqueue.New(client, prefix)
+	a.limiter = ratelimit.NewRedis(client, prefix)
 	// Say so at once if Redis cannot be reached, but start all the same:
 	// completed calls are served without it.
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

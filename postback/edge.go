@@ -21,9 +21,9 @@ type Edge struct {
 	Deadline time.Duration
 	// DrainInterval is when a newly queued call is first checked (§8.3b).
 	DrainInterval time.Duration
-	// Limiter, when set, bounds call-store requests across all requests.
-	Limiter *Limiter
-	Now     func() time.Time
+	// UpstreamLimit, when set, bounds call-store requests across all requests.
+	UpstreamLimit *ConcurrencyLimit
+	Now           func() time.Time
 }
 
 // CallResult is the outcome of one call of a postback.
@@ -110,12 +110,12 @@ func (e *Edge) updateCall(ctx context.Context, t Target, id string, patch []byte
 }
 
 func (e *Edge) acquire(ctx context.Context) bool {
-	return e.Limiter != nil && e.Limiter.Acquire(ctx)
+	return e.UpstreamLimit != nil && e.UpstreamLimit.Acquire(ctx)
 }
 
 func (e *Edge) release(held bool) {
 	if held {
-		e.Limiter.Release()
+		e.UpstreamLimit.Release()
 	}
 }
 

@@ -380,7 +380,7 @@ func TestEdgeLimiterAcrossRequests(t *testing.T) {
 		s.setDelay(15 * time.Millisecond)
 		e := newTestEdge(t, s, queue.NewMemory())
 		e.MaxConcurrency = 8
-		e.Limiter = NewLimiter(3)
+		e.UpstreamLimit = NewConcurrencyLimit(3)
 		w := acmeWebhook(t)
 		var wg sync.WaitGroup
 		results := make([]*Result, 2)

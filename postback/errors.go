@@ -33,6 +33,8 @@ type Error struct {
 	// Fields holds the per-field problems of a validation error, in the
 	// order they were found; at most one entry per field.
 	Fields []FieldError
+	// RetryAfter is, for a 429, the seconds to wait.
+	RetryAfter int64
 }
 
 func (e *Error) Error() string {

@@ -9,7 +9,7 @@ import (
 func TestLimiter(t *testing.T) {
 	t.Parallel()
 	t.Run("§7.3 the limiter grants n slots and gives up when the context ends", func(t *testing.T) {
-		l := NewLimiter(2)
+		l := NewConcurrencyLimit(2)
 		ctx := context.Background()
 		if !l.Acquire(ctx) || !l.Acquire(ctx) {
 			t.Fatal("two slots not granted")

@@ -2,19 +2,21 @@ package postback
 
 import "context"
 
-// Limiter bounds the call-store requests in flight across all postbacks,
+// ConcurrencyLimit bounds the call-store requests in flight across all postbacks,
 // so that one partner's batches cannot take every connection.
-type Limiter struct {
+type ConcurrencyLimit struct {
 	slots chan struct{}
 }
 
-// NewLimiter allows n requests at once.
-func NewLimiter(n int) *Limiter { return &Limiter{slots: make(chan struct{}, n)} }
+// NewConcurrencyLimit allows n requests at once.
+func NewConcurrencyLimit(n int) *ConcurrencyLimit {
+	return &ConcurrencyLimit{slots: make(chan struct{}, n)}
+}
 
 // Acquire waits for a slot and reports true, or reports false once ctx is
 // done: that request goes on without a slot and fails fast at the call
 // store, whose context has ended too.
-func (l *Limiter) Acquire(ctx context.Context) bool {
+func (l *ConcurrencyLimit) Acquire(ctx context.Context) bool {
 	select {
 	case l.slots <- struct{}{}:
 		return true
@@ -24,4 +26,4 @@ func (l *Limiter) Acquire(ctx context.Context) bool {
 }
 
 // Release frees a slot that Acquire reported taken.
-func (l *Limiter) Release() { <-l.slots }
+func (l *ConcurrencyLimit) Release() { <-l.slots }
