@@ -48,7 +48,9 @@ type patchRecord struct {
 
 // scriptedStore is a real HTTP call store (SPEC §7) whose answers each test
 // sets per call: "completed" (default), "live", "gone" (404), "refuse"
-// (422), "error" (503), "hang".
+// (422), "error" (503), "hang", "busy-once" (429 with Retry-After, then
+// applied), "flaky" (three 503s, then applied), "teapot" (418),
+// "garbage-409" (409 with an HTML body).
 type scriptedStore struct {
 	*httptest.Server
 	mu       sync.Mutex
@@ -56,13 +58,14 @@ type scriptedStore struct {
 	accounts map[string]string // call → account; other accounts get 404
 	phones   map[string]string // E.164 → call
 	patches  []patchRecord
+	hits     map[string]int
 	inFlight atomic.Int32
 	peak     atomic.Int32
 	delay    time.Duration
 }
 
 func newScriptedStore(t *testing.T) *scriptedStore {
-	s := &scriptedStore{state: map[string]string{}, accounts: map[string]string{}, phones: map[string]string{}}
+	s := &scriptedStore{state: map[string]string{}, accounts: map[string]string{}, phones: map[string]string{}, hits: map[string]int{}}
 	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
 	t.Cleanup(s.Close)
 	return s
@@ -106,6 +109,15 @@ func (s *scriptedStore) serve(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
 	s.mu.Lock()
 	state := s.state[id]
+	s.hits[id]++
+	switch hit := s.hits[id]; {
+	case state == "busy-once" && hit == 1:
+		state = "busy"
+	case state == "flaky" && hit <= 3:
+		state = "error"
+	case state == "busy-once", state == "flaky":
+		state = "completed"
+	}
 	if acct, scoped := s.accounts[id]; scoped && acct != r.Header.Get("X-Account-Id") {
 		state = "gone"
 	}
@@ -125,6 +137,14 @@ func (s *scriptedStore) serve(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, `{"message":"revenue is locked for billing"}`)
 	case "error":
 		w.WriteHeader(http.StatusServiceUnavailable)
+	case "busy":
+		w.Header().Set("Retry-After", "1")
+		w.WriteHeader(http.StatusTooManyRequests)
+	case "teapot":
+		w.WriteHeader(http.StatusTeapot)
+	case "garbage-409":
+		w.WriteHeader(http.StatusConflict)
+		io.WriteString(w, "<html>conflict</html>")
 	case "hang":
 		<-r.Context().Done()
 	default:
