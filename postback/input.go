@@ -7,9 +7,10 @@ import (
 // input gathers what one request said, from every source, before
 // validation. Both parsers fill it; validate applies the rules once.
 type input struct {
-	ids      []string
-	idsArray bool   // call_log_id came as a JSON array (a batch, SPEC §4.4)
-	idsFrom  string // where the ids were first given
+	id       string   // a single call_log_id
+	ids      []string // the elements of a call_log_id array
+	idsArray bool     // call_log_id came as a JSON array (a batch, SPEC §4.4)
+	idsFrom  string   // where the id or ids were first given
 	idErrs   bool
 
 	phone     rawValue
@@ -48,22 +49,23 @@ func (in *input) setField(f field, name string, v rawValue, from string) {
 	}
 }
 
-// setIDs records the call_log_id of one source; sources must agree.
-func (in *input) setIDs(ids []string, array bool, from string) {
-	if in.idsFrom == "" {
-		in.ids, in.idsArray, in.idsFrom = ids, array, from
-		return
+// setID records a single call_log_id of one source; sources must agree.
+func (in *input) setID(id, from string) {
+	switch {
+	case in.idsFrom == "":
+		in.id, in.idsFrom = id, from
+	case in.idsArray || in.id != id:
+		in.errs.add("call_log_id", "given twice with different values ("+in.idsFrom+" and "+from+")")
 	}
-	if in.idsArray != array || len(in.ids) != len(ids) {
+}
+
+// setIDList records a call_log_id array; only a JSON body carries one.
+func (in *input) setIDList(ids []string, from string) {
+	if in.idsFrom != "" {
 		in.errs.add("call_log_id", "given twice with different values ("+in.idsFrom+" and "+from+")")
 		return
 	}
-	for i := range ids {
-		if ids[i] != in.ids[i] {
-			in.errs.add("call_log_id", "given twice with different values ("+in.idsFrom+" and "+from+")")
-			return
-		}
-	}
+	in.ids, in.idsArray, in.idsFrom = ids, true, from
 }
 
 func (in *input) setPhone(v rawValue, from string) {

@@ -59,6 +59,9 @@ type Request struct {
 	Batch   bool
 	Update  Update
 	Ignored []string
+
+	// one backs CallLogIDs for a single id, saving an allocation.
+	one [1]string
 }
 
 // Parse reads and validates one postback for endpoint ep. query is the
@@ -107,7 +110,7 @@ func (p *Parser) ParseCompleted(query string, body []byte, kind BodyKind) ([]str
 	if err := p.read(&in, query, body, kind); err != nil {
 		return nil, err
 	}
-	ids := p.validateIDs(&in)
+	ids := p.validateIDs(&in, nil)
 	if !in.idErrs && in.idsFrom == "" {
 		in.errs.add("call_log_id", "is required")
 	}
@@ -119,7 +122,7 @@ func (p *Parser) ParseCompleted(query string, body []byte, kind BodyKind) ([]str
 
 func (p *Parser) validate(ep Endpoint, in *input) (*Request, *Error) {
 	req := &Request{Ignored: in.ignored}
-	req.CallLogIDs = p.validateIDs(in)
+	req.CallLogIDs = p.validateIDs(in, req)
 	req.Batch = in.idsArray
 	switch {
 	case in.idsFrom != "" && in.idsArray && in.hasPhone:
@@ -152,33 +155,51 @@ func (p *Parser) validate(ep Endpoint, in *input) (*Request, *Error) {
 	return req, nil
 }
 
-// validateIDs checks and de-duplicates call_log_id (SPEC §4.3, §4.4).
-func (p *Parser) validateIDs(in *input) []string {
+// validateIDs checks and de-duplicates call_log_id (SPEC §4.3, §4.4). A
+// single id is kept in req, when given, rather than in a new slice.
+func (p *Parser) validateIDs(in *input, req *Request) []string {
 	if in.idsFrom == "" {
 		return nil
 	}
-	if in.idsArray {
-		switch {
-		case len(in.ids) == 0:
-			in.errs.add("call_log_id", "the array is empty")
-			return nil
-		case len(in.ids) > p.MaxBatch:
-			in.errs.add("call_log_id", "holds "+strconv.Itoa(len(in.ids))+" ids; at most "+strconv.Itoa(p.MaxBatch)+" per request")
+	if !in.idsArray {
+		if msg := checkCallLogID(in.id); msg != "" {
+			in.errs.add("call_log_id", msg)
 			return nil
 		}
+		if req == nil {
+			return []string{in.id}
+		}
+		req.one[0] = in.id
+		return req.one[:1]
 	}
-	ids := in.ids[:0:0]
+	switch {
+	case len(in.ids) == 0:
+		in.errs.add("call_log_id", "the array is empty")
+		return nil
+	case len(in.ids) > p.MaxBatch:
+		in.errs.add("call_log_id", "holds "+strconv.Itoa(len(in.ids))+" ids; at most "+strconv.Itoa(p.MaxBatch)+" per request")
+		return nil
+	}
+	// In place: the kept ids never outrun the ones read.
+	ids := in.ids[:0]
+	var seen map[string]struct{}
+	if len(in.ids) > 64 {
+		seen = make(map[string]struct{}, len(in.ids))
+	}
 	for i, id := range in.ids {
 		if msg := checkCallLogID(id); msg != "" {
-			if in.idsArray {
-				msg = "element " + strconv.Itoa(i) + " " + msg
-			}
-			in.errs.add("call_log_id", msg)
+			in.errs.add("call_log_id", "element "+strconv.Itoa(i)+" "+msg)
 			continue
 		}
-		if !contains(ids, id) {
-			ids = append(ids, id)
+		if seen != nil {
+			if _, dup := seen[id]; dup {
+				continue
+			}
+			seen[id] = struct{}{}
+		} else if contains(ids, id) {
+			continue
 		}
+		ids = append(ids, id)
 	}
 	return ids
 }

@@ -143,9 +143,11 @@ func (p *Parser) readJSON(in *input, body string) {
 func (p *Parser) readJSONIDs(in *input, v gjson.Result) {
 	switch {
 	case v.Type == gjson.String:
-		in.setIDs([]string{v.Str}, false, "body")
+		in.setID(v.Str, "body")
 	case v.IsArray():
-		var ids []string
+		n := 0
+		v.ForEach(func(_, _ gjson.Result) bool { n++; return true })
+		ids := make([]string, 0, n)
 		ok := true
 		v.ForEach(func(_, el gjson.Result) bool {
 			if el.Type != gjson.String {
@@ -157,7 +159,7 @@ func (p *Parser) readJSONIDs(in *input, v gjson.Result) {
 			return true
 		})
 		if ok {
-			in.setIDs(ids, true, "body")
+			in.setIDList(ids, "body")
 		} else {
 			in.idErrs = true
 		}

@@ -15,8 +15,8 @@ const maxParams = 256
 // (SPEC §4.1): name=value pairs, fields[name]=value nesting (§4.2),
 // add[key]=value and remove=key tags (§5).
 func (p *Parser) readQuery(in *input, raw, from string) *Error {
-	var ids []string
-	count := 0
+	var firstID string
+	ids, count := 0, 0
 	for raw != "" {
 		var pair string
 		pair, raw, _ = strings.Cut(raw, "&")
@@ -38,7 +38,9 @@ func (p *Parser) readQuery(in *input, raw, from string) *Error {
 		}
 		switch name {
 		case "call_log_id", "call_log_id[]":
-			ids = append(ids, value)
+			if ids++; ids == 1 {
+				firstID = value
+			}
 			continue
 		case "phone_number":
 			in.setPhone(queryValue(value), from)
@@ -81,11 +83,11 @@ func (p *Parser) readQuery(in *input, raw, from string) *Error {
 		in.ignore(name)
 	}
 	switch {
-	case len(ids) > 1:
+	case ids > 1:
 		in.errs.add("call_log_id", "several ids need a JSON POST body with call_log_id as an array; a "+from+" carries one id")
 		in.idErrs = true
-	case len(ids) == 1:
-		in.setIDs(ids, false, from)
+	case ids == 1:
+		in.setID(firstID, from)
 	}
 	return nil
 }
