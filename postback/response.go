@@ -13,46 +13,17 @@ func AppendResponse(dst []byte, r *Result) ([]byte, int) {
 			failed++
 		}
 	}
-	dst = append(dst, `{"call_log_ids":[`...)
-	n := 0
-	for _, c := range r.Calls {
-		if !c.Class.Failed() {
-			if n > 0 {
-				dst = append(dst, ',')
-			}
-			dst = appendString(dst, c.CallLogID)
-			n++
-		}
-	}
-	dst = append(dst, `],"failed_call_log_ids":[`...)
-	n = 0
-	for _, c := range r.Calls {
-		if c.Class.Failed() {
-			if n > 0 {
-				dst = append(dst, ',')
-			}
-			dst = appendString(dst, c.CallLogID)
-			n++
-		}
-	}
-	dst = append(dst, ']')
+	dst = append(dst, `{"call_log_ids":`...)
+	dst = appendIDs(dst, r.Calls, func(c Class) bool { return !c.Failed() })
+	dst = append(dst, `,"failed_call_log_ids":`...)
+	dst = appendIDs(dst, r.Calls, Class.Failed)
 	if counts[Queued] > 0 {
-		dst = append(dst, `,"queued_call_log_ids":[`...)
-		n = 0
-		for _, c := range r.Calls {
-			if c.Class == Queued {
-				if n > 0 {
-					dst = append(dst, ',')
-				}
-				dst = appendString(dst, c.CallLogID)
-				n++
-			}
-		}
-		dst = append(dst, ']')
+		dst = append(dst, `,"queued_call_log_ids":`...)
+		dst = appendIDs(dst, r.Calls, func(c Class) bool { return c == Queued })
 	}
 	if failed > 0 {
 		dst = append(dst, `,"errors":{`...)
-		n = 0
+		n := 0
 		for _, c := range r.Calls {
 			if c.Class.Failed() {
 				if n > 0 {
@@ -75,6 +46,23 @@ func AppendResponse(dst []byte, r *Result) ([]byte, int) {
 	}
 	dst = append(dst, '}')
 	return dst, resultStatus(r, &counts, failed)
+}
+
+// appendIDs appends, as a JSON array, the ids of the calls whose class
+// is picked.
+func appendIDs(dst []byte, calls []CallResult, pick func(Class) bool) []byte {
+	dst = append(dst, '[')
+	n := 0
+	for _, c := range calls {
+		if pick(c.Class) {
+			if n > 0 {
+				dst = append(dst, ',')
+			}
+			dst = appendString(dst, c.CallLogID)
+			n++
+		}
+	}
+	return append(dst, ']')
 }
 
 // resultStatus applies §6.3. When every call failed but not all for one
