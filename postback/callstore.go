@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -42,8 +43,10 @@ type Target struct {
 
 // CallStore is the client of SPEC §7. It is safe for concurrent use.
 type CallStore struct {
-	base      string
-	client    *http.Client
+	base string
+	// The transport is used directly, without an http.Client: redirects
+	// are answers, not places to go, and the client's redirect
+	// bookkeeping costs allocations on every request.
 	transport *http.Transport
 	timeout   time.Duration
 	header    http.Header
@@ -74,37 +77,36 @@ func NewCallStore(cfg CallStoreConfig) (*CallStore, error) {
 		return nil, errors.New("call store URL must not have a query or fragment, got " + strconv.Quote(cfg.URL))
 	}
 	idle := max(cfg.MaxConcurrency, 64)
+	timeout := cfg.Timeout
+	if timeout <= 0 {
+		timeout = 5 * time.Second
+	}
 	tr := &http.Transport{
 		// The call store is an internal API: no proxy from the environment.
-		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		DialContext:           (&net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}).DialContext,
 		MaxIdleConns:          idle * 4,
 		MaxIdleConnsPerHost:   idle,
 		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   5 * time.Second,
+		TLSHandshakeTimeout:   timeout,
 		ExpectContinueTimeout: time.Second,
 		DisableCompression:    true,
 		ForceAttemptHTTP2:     u.Scheme == "https",
 	}
 	c := &CallStore{
 		base:      strings.TrimRight(cfg.URL, "/"),
-		client:    &http.Client{Transport: tr, CheckRedirect: noRedirects},
 		transport: tr,
-		timeout:   cfg.Timeout,
+		timeout:   timeout,
 		header:    cfg.Header,
 		retryBase: cfg.RetryBase,
 	}
-	if c.timeout <= 0 {
-		c.timeout = 5 * time.Second
-	}
+	// The attempt's bound: dialing and the TLS handshake have their own,
+	// and the request's deadline bounds reading the (small) answer.
+	tr.ResponseHeaderTimeout = c.timeout
 	if c.retryBase <= 0 {
 		c.retryBase = 50 * time.Millisecond
 	}
 	return c, nil
 }
-
-// A redirect from the call store is an answer, not a new place to send an
-// update.
-func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
 // Close releases idle connections.
 func (c *CallStore) Close() { c.transport.CloseIdleConnections() }
@@ -213,42 +215,42 @@ func (c *CallStore) backoff(attempt int) time.Duration {
 }
 
 func (c *CallStore) attempt(ctx context.Context, method, u string, t Target, body []byte, classify func(int, []byte) Outcome) (out Outcome, wait time.Duration, retry bool) {
-	actx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
-	req, err := http.NewRequestWithContext(actx, method, u, rd)
+	req, err := http.NewRequestWithContext(ctx, method, u, rd)
 	if err != nil {
 		return Outcome{Class: UpstreamError, Message: "could not build the call-store request"}, 0, false
 	}
+	h := make(http.Header, len(c.header)+5)
 	for k, v := range c.header {
-		req.Header[k] = v
+		h[k] = v
 	}
 	if body != nil {
-		req.Header["Content-Type"] = jsonContentType
+		h["Content-Type"] = jsonContentType
 	}
-	req.Header["Accept"] = jsonContentType
+	h["Accept"] = jsonContentType
 	if t.Account != "" {
-		req.Header["X-Account-Id"] = []string{t.Account}
+		h["X-Account-Id"] = []string{t.Account}
 	}
 	if t.RequestID != "" {
-		req.Header["X-Request-Id"] = []string{t.RequestID}
+		h["X-Request-Id"] = []string{t.RequestID}
 	}
 	if t.Webhook != "" {
-		req.Header["X-Postback-Webhook"] = []string{t.Webhook}
+		h["X-Postback-Webhook"] = []string{t.Webhook}
 	}
-	resp, err := c.client.Do(req)
+	req.Header = h
+	resp, err := c.transport.RoundTrip(req)
 	if err != nil {
-		return transportOutcome(ctx, actx, err), 0, ctx.Err() == nil
+		return transportOutcome(ctx, err), 0, ctx.Err() == nil
 	}
-	answer, readErr := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
-	// Drain what is left so that the connection goes back to the pool.
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxAnswer))
-	resp.Body.Close()
+	buf := answerPool.Get().(*[]byte)
+	defer answerPool.Put(buf)
+	answer, readErr := readAnswer(resp, (*buf)[:0])
+	*buf = answer[:0]
 	if readErr != nil {
-		return transportOutcome(ctx, actx, readErr), 0, ctx.Err() == nil
+		return transportOutcome(ctx, readErr), 0, ctx.Err() == nil
 	}
 	if retryable(resp.StatusCode) {
 		return unexpected(resp.StatusCode), retryAfter(resp.Header.Get("Retry-After")), true
@@ -256,16 +258,44 @@ func (c *CallStore) attempt(ctx context.Context, method, u string, t Target, bod
 	return classify(resp.StatusCode, answer), 0, false
 }
 
+// answerPool holds the buffers answers are read into; classify copies what
+// it keeps.
+var answerPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// readAnswer reads at most maxAnswer bytes of the answer into dst, drains a
+// little more so the connection can be reused, and closes the body.
+func readAnswer(resp *http.Response, dst []byte) ([]byte, error) {
+	defer resp.Body.Close()
+	if resp.ContentLength == 0 {
+		return dst, nil
+	}
+	for len(dst) < maxAnswer {
+		if len(dst) == cap(dst) {
+			dst = append(dst, 0)[:len(dst)]
+		}
+		n, err := resp.Body.Read(dst[len(dst):min(cap(dst), maxAnswer)])
+		dst = dst[:len(dst)+n]
+		if err == io.EOF {
+			return dst, nil
+		}
+		if err != nil {
+			return dst, err
+		}
+	}
+	_, _ = io.CopyN(io.Discard, resp.Body, maxAnswer)
+	return dst, nil
+}
+
 // transportOutcome classifies a request that got no answer: no answer in
 // time is a timeout, anything else (refused, reset) an upstream error.
-func transportOutcome(ctx, attemptCtx context.Context, err error) Outcome {
+func transportOutcome(ctx context.Context, err error) Outcome {
 	var netErr net.Error
 	switch {
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return Outcome{Class: UpstreamError, Message: "the call store refused the connection"}
 	case errors.Is(ctx.Err(), context.Canceled):
 		return Outcome{Class: UpstreamError, Message: "the request was cancelled"}
-	case errors.Is(attemptCtx.Err(), context.DeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
+	case errors.Is(ctx.Err(), context.DeadlineExceeded), errors.Is(err, context.DeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
 		return Outcome{Class: UpstreamTimeout, Message: "the call store did not answer in time"}
 	}
 	return Outcome{Class: UpstreamError, Message: "the call store could not be reached"}
