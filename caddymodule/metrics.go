@@ -58,9 +58,16 @@ func countRequest(webhook string, ep postback.Endpoint, status int) {
 	metrics.requests.WithLabelValues(webhook, endpoint, strconv.Itoa(status)).Inc()
 }
 
-// countCalls records the outcome of each call of a postback.
+// countCalls records the outcome of each call of a postback, one label
+// look-up per outcome rather than per call.
 func countCalls(webhook string, res *postback.Result) {
+	var counts [postback.QueueUnavailable + 1]int
 	for _, c := range res.Calls {
-		metrics.calls.WithLabelValues(webhook, c.Class.Code()).Inc()
+		counts[c.Class]++
+	}
+	for class, n := range counts {
+		if n > 0 {
+			metrics.calls.WithLabelValues(webhook, postback.Class(class).Code()).Add(float64(n))
+		}
 	}
 }
