@@ -240,13 +240,18 @@ func (h *Handler) serve(r *http.Request, ep postback.Endpoint, requestID string)
 	}
 	req, perr := h.parser.Parse(ep, r.URL.RawQuery, body, kind)
 	if perr != nil {
-		h.logger.Debug("postback refused", zap.String("webhook", webhook.Name), zap.String("endpoint", ep.Segment()), zap.String("request_id", requestID), zap.Error(perr))
+		// Check first: the fields cost allocations even when debug is off.
+		if ce := h.logger.Check(zap.DebugLevel, "postback refused"); ce != nil {
+			ce.Write(zap.String("webhook", webhook.Name), zap.String("endpoint", ep.Segment()), zap.String("request_id", requestID), zap.Error(perr))
+		}
 		return errorAnswer(webhook.Name, perr)
 	}
 	res := h.edge.Apply(r.Context(), webhook, requestID, req)
 	countCalls(webhook.Name, res)
 	out, status := postback.AppendResponse(make([]byte, 0, 256), res)
-	h.logger.Debug("postback", zap.String("webhook", webhook.Name), zap.String("endpoint", ep.Segment()), zap.String("request_id", requestID), zap.Int("calls", len(res.Calls)), zap.Int("status", status))
+	if ce := h.logger.Check(zap.DebugLevel, "postback"); ce != nil {
+		ce.Write(zap.String("webhook", webhook.Name), zap.String("endpoint", ep.Segment()), zap.String("request_id", requestID), zap.Int("calls", len(res.Calls)), zap.Int("status", status))
+	}
 	return answer{webhook: webhook.Name, status: status, body: out}
 }
 
