@@ -49,46 +49,45 @@ func checkJSON(body string) *Error {
 	if !root.IsObject() {
 		return invalid("body must be a JSON object")
 	}
-	if dup := duplicateKey(root); dup != "" {
+	if dup, found := duplicateKey(root); found {
 		return invalid("JSON key " + strconv.Quote(dup) + " is given twice in one object")
 	}
 	return nil
 }
 
-// duplicateKey returns the first key found twice in one object of v, at
-// any depth.
-func duplicateKey(v gjson.Result) string {
-	var dup string
+// duplicateKey reports the first key found twice in one object of v, at
+// any depth. The key may be "", so found says whether there is one.
+func duplicateKey(v gjson.Result) (key string, found bool) {
 	if v.IsArray() {
 		v.ForEach(func(_, el gjson.Result) bool {
-			dup = duplicateKey(el)
-			return dup == ""
+			key, found = duplicateKey(el)
+			return !found
 		})
-		return dup
+		return key, found
 	}
 	if !v.IsObject() {
-		return ""
+		return "", false
 	}
 	// Postback objects are small: a linear scan beats a map until they are not.
 	var small [16]string
 	seen := small[:0]
 	var big map[string]struct{}
 	v.ForEach(func(k, el gjson.Result) bool {
-		key := k.Str
+		name := k.Str
 		if big != nil {
-			if _, ok := big[key]; ok {
-				dup = key
+			if _, ok := big[name]; ok {
+				key, found = name, true
 				return false
 			}
-			big[key] = struct{}{}
+			big[name] = struct{}{}
 		} else {
 			for _, s := range seen {
-				if s == key {
-					dup = key
+				if s == name {
+					key, found = name, true
 					return false
 				}
 			}
-			if seen = append(seen, key); len(seen) == len(small) {
+			if seen = append(seen, name); len(seen) == len(small) {
 				big = make(map[string]struct{}, 64)
 				for _, s := range seen {
 					big[s] = struct{}{}
@@ -96,11 +95,11 @@ func duplicateKey(v gjson.Result) string {
 			}
 		}
 		if el.IsObject() || el.IsArray() {
-			dup = duplicateKey(el)
+			key, found = duplicateKey(el)
 		}
-		return dup == ""
+		return !found
 	})
-	return dup
+	return key, found
 }
 
 // readJSON fills in from a JSON object body that checkJSON accepted.
