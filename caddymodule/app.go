@@ -148,6 +148,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		URL:            repl.ReplaceAll(cs.URL, ""),
 		Timeout:        time.Duration(cs.Timeout),
 		MaxConcurrency: cs.MaxConcurrency,
+		MaxIdle:        cs.MaxUpstream,
 		Header:         header,
 	})
 	if err != nil {

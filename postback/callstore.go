@@ -27,6 +27,9 @@ type CallStoreConfig struct {
 	// MaxConcurrency is the fan-out bound; the pool keeps at least this
 	// many idle connections to the call store (§7.3).
 	MaxConcurrency int
+	// MaxIdle is how many idle connections the pool keeps: as many as may
+	// be in flight at once, so a burst of batches does not redial.
+	MaxIdle int
 	// Header is added to every request, e.g. Authorization.
 	Header http.Header
 	// RetryBase is the first backoff between attempts; it doubles, with
@@ -76,7 +79,7 @@ func NewCallStore(cfg CallStoreConfig) (*CallStore, error) {
 	if u.RawQuery != "" || u.Fragment != "" || strings.HasSuffix(cfg.URL, "?") || strings.HasSuffix(cfg.URL, "#") {
 		return nil, errors.New("call store URL must not have a query or fragment, got " + strconv.Quote(cfg.URL))
 	}
-	idle := max(cfg.MaxConcurrency, 64)
+	idle := max(cfg.MaxConcurrency, cfg.MaxIdle, 64)
 	timeout := cfg.Timeout
 	if timeout <= 0 {
 		timeout = 5 * time.Second
@@ -84,7 +87,7 @@ func NewCallStore(cfg CallStoreConfig) (*CallStore, error) {
 	tr := &http.Transport{
 		// The call store is an internal API: no proxy from the environment.
 		DialContext:           (&net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConns:          idle * 4,
+		MaxIdleConns:          idle * 2,
 		MaxIdleConnsPerHost:   idle,
 		IdleConnTimeout:       90 * time.Second,
 		TLSHandshakeTimeout:   timeout,
