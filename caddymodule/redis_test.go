@@ -1,11 +1,14 @@
 package caddymodule_test
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2/caddytest"
+	"github.com/redis/go-redis/v9"
 	"github.com/tidwall/gjson"
 
 	"github.com/callpostback/caddy-postback/internal/redistest"
@@ -85,6 +88,37 @@ func TestRedisDownWhileRequestsArrive(t *testing.T) {
 	srv.Restart()
 	waitFor(t, "the live call to be queued again", func() bool {
 		status, _ = send(t, tester, "POST", url, jsonType, `{"call_log_id":"down-live","converted":true}`)
+		return status == 202
+	})
+}
+
+// Redis slow: commands past the redis timeout fail fast, so a live call
+// gets 503 queue_unavailable within the timeout and a completed call is
+// still applied, as when Redis is down.
+func TestRedisSlow(t *testing.T) {
+	srv := redistest.Start(t, redistest.Args("--enable-debug-command", "yes"))
+	store := newScriptedStore(t)
+	store.set("slow-live", "live")
+	tester := startEdge(t, edgeConfig(store.URL, "redis "+srv.URL()+" {\n\t\t\ttimeout 200ms\n\t\t}", ""))
+	url := edgeURL("/postback/update-fields?moja_auth_key=" + fieldsKey)
+
+	blocker := redis.NewClient(&redis.Options{Addr: srv.Addr(), ReadTimeout: 5 * time.Second})
+	defer blocker.Close()
+	done := make(chan struct{})
+	go func() { blocker.Do(context.Background(), "DEBUG", "SLEEP", "2"); close(done) }()
+	time.Sleep(100 * time.Millisecond) // the server is now asleep
+
+	start := time.Now()
+	status, body := send(t, tester, "POST", url, jsonType, `{"call_log_id":["slow-done","slow-live"],"converted":true}`)
+	if status != 200 || gjson.Get(body, "call_log_ids").Raw != `["slow-done"]` || gjson.Get(body, "errors.slow-live.code").String() != "queue_unavailable" {
+		t.Fatalf("with Redis asleep: %d %s", status, body)
+	}
+	if d := time.Since(start); d > 1500*time.Millisecond {
+		t.Fatalf("answered after %s: a slow Redis held the request", d)
+	}
+	<-done
+	waitFor(t, "the live call to be queued once Redis wakes", func() bool {
+		status, _ = send(t, tester, "POST", url, jsonType, `{"call_log_id":"slow-live","converted":true}`)
 		return status == 202
 	})
 }

@@ -1418,3 +1418,33 @@ func digitsOf(s string) string {
 	}
 	return b.String()
 }
+
+// FuzzParseTime: call_converted_at never panics, and what it accepts is UTC,
+// not before 1970, at most 24 hours ahead, and writes as RFC 3339 that
+// reads back as the same instant (§5).
+func FuzzParseTime(f *testing.F) {
+	for _, s := range []string{"2026-03-27T10:00:00Z", "2026-03-27T12:00:00+02:00", "1774605600", "1774605600123",
+		"2026-03-27T10:00:00", "0000-01-01T00:00:00+00:01", "9999-12-31T23:59:59Z", "2026-03-27T10:00:00.123456789-11:59", "-1", ""} {
+		f.Add(s, false)
+		f.Add(s, true)
+	}
+	now := time.Date(2026, 3, 27, 12, 0, 0, 0, time.UTC)
+	f.Fuzz(func(t *testing.T, s string, number bool) {
+		v := rawValue{kind: rawString, text: s}
+		if number {
+			v.kind = rawNumber
+		}
+		got, msg := parseTime(v, now)
+		if msg != "" {
+			return
+		}
+		if got.Location() != time.UTC || got.Before(time.Unix(0, 0)) || got.Sub(now) > 24*time.Hour {
+			t.Fatalf("accepted %q as %v", s, got)
+		}
+		out := got.Format(time.RFC3339Nano)
+		back, err := time.Parse(time.RFC3339Nano, out)
+		if err != nil || !back.Equal(got) || !strings.HasSuffix(out, "Z") {
+			t.Fatalf("%q wrote %q, which reads back as %v (%v)", s, out, back, err)
+		}
+	})
+}
