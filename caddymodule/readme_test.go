@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/caddyserver/caddy/v2/caddytest"
 )
 
 // walkthroughStep is one curl command of the README and the answer shown
@@ -95,36 +97,50 @@ func parseCurl(t *testing.T, cmd string) walkthroughStep {
 	return step
 }
 
-// The README's walkthrough, run as written against Caddyfile.example
-// (issue: two commands on a fresh machine).
-func TestREADMEWalkthrough(t *testing.T) {
-	for k, v := range map[string]string{
-		"ACME_FIELDS_KEY": "demo-fields-key", "ACME_REVENUE_KEY": "demo-revenue-key", "ACME_TAGS_KEY": "demo-tags-key",
-		"OTHER_FIELDS_KEY": "demo-other-key", "PLATFORM_KEY": "demo-platform-key",
-	} {
+// demoKeys are the keys Caddyfile.example takes from the environment, as
+// `make run` sets them.
+var demoKeys = map[string]string{
+	"ACME_FIELDS_KEY": "demo-fields-key", "ACME_REVENUE_KEY": "demo-revenue-key", "ACME_TAGS_KEY": "demo-tags-key",
+	"OTHER_FIELDS_KEY": "demo-other-key", "PLATFORM_KEY": "demo-platform-key",
+}
+
+// startExample runs Caddyfile.example, with the demo keys, on its own
+// ports, after adjust has had its say on the config.
+func startExample(t *testing.T, adjust func(string) string) *caddytest.Tester {
+	t.Helper()
+	for k, v := range demoKeys {
 		t.Setenv(k, v)
 	}
 	makefile, err := os.ReadFile("../Makefile")
 	if err != nil || !strings.Contains(string(makefile), "ACME_FIELDS_KEY  ?= demo-fields-key") {
 		t.Fatal("the Makefile no longer sets the demo keys this test uses")
 	}
+	// Caddy binds with SO_REUSEPORT: a Caddy already on these ports (a
+	// `make run` left going) would silently share the traffic.
+	for _, port := range []string{"8080", "9090"} {
+		l, err := net.Listen("tcp", "127.0.0.1:"+port)
+		if err != nil {
+			t.Fatalf("127.0.0.1:%s is in use (a `make run` still going?); Caddyfile.example needs it free", port)
+		}
+		l.Close()
+	}
 	example, err := os.ReadFile("../Caddyfile.example")
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Caddy binds with SO_REUSEPORT: a Caddy already on these ports (a
-	// `make run` left going) would silently share the traffic.
-	for _, port := range []string{"8080", "9090"} {
-		if l, err := net.Listen("tcp", "127.0.0.1:"+port); err != nil {
-			t.Fatalf("127.0.0.1:%s is in use (a `make run` still going?); the walkthrough needs it free", port)
-		} else {
-			l.Close()
-		}
-	}
 	seed, _ := filepath.Abs("../testdata/calls.json")
 	config := strings.Replace(string(example), "admin localhost:2019", fmt.Sprintf("admin localhost:%d", adminPort), 1)
 	config = strings.Replace(config, "seed testdata/calls.json", "seed "+seed, 1)
-	tester := startEdge(t, config)
+	tester := startEdge(t, adjust(config))
+	// Free 8080 and 9090 again: the Caddy of these tests lives on.
+	t.Cleanup(func() { startEdge(t, edgeConfig("http://127.0.0.1:1", "", "")) })
+	return tester
+}
+
+// The README's walkthrough, run as written against Caddyfile.example
+// (issue: two commands on a fresh machine).
+func TestREADMEWalkthrough(t *testing.T) {
+	tester := startExample(t, func(config string) string { return config })
 
 	steps := readmeWalkthrough(t)
 	if len(steps) < 10 {

@@ -2,7 +2,6 @@ package caddymodule_test
 
 import (
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -14,33 +13,15 @@ import (
 // Caddyfile.example with the plugin logging at debug level and Caddy's
 // access log as configured there; then every log is searched for every key.
 func TestNoKeyInAnyLog(t *testing.T) {
-	keys := map[string]string{
-		"ACME_FIELDS_KEY": "demo-fields-key", "ACME_REVENUE_KEY": "demo-revenue-key", "ACME_TAGS_KEY": "demo-tags-key",
-		"OTHER_FIELDS_KEY": "demo-other-key", "PLATFORM_KEY": "demo-platform-key",
-	}
-	for k, v := range keys {
-		t.Setenv(k, v)
-	}
-	for _, port := range []string{"8080", "9090"} {
-		if l, err := net.Listen("tcp", "127.0.0.1:"+port); err != nil {
-			t.Fatalf("127.0.0.1:%s is in use (a `make run` still going?)", port)
-		} else {
-			l.Close()
-		}
-	}
 	dir := t.TempDir()
-	example, err := os.ReadFile("../Caddyfile.example")
-	if err != nil {
-		t.Fatal(err)
-	}
-	seed, _ := filepath.Abs("../testdata/calls.json")
-	config := strings.Replace(string(example), "admin localhost:2019", fmt.Sprintf("admin localhost:%d\n\tlog {\n\t\toutput file %s\n\t\tlevel DEBUG\n\t}", adminPort, filepath.Join(dir, "caddy.log")), 1)
-	config = strings.Replace(config, "seed testdata/calls.json", "seed "+seed, 1)
-	config = strings.Replace(config, "output stdout", "output file "+filepath.Join(dir, "access.log"), 1)
-	if strings.Count(config, filepath.Join(dir, "")) != 2 {
-		t.Fatal("Caddyfile.example changed shape; this test no longer sees its logs")
-	}
-	tester := startEdge(t, config)
+	tester := startExample(t, func(config string) string {
+		config = strings.Replace(config, fmt.Sprintf("admin localhost:%d", adminPort), fmt.Sprintf("admin localhost:%d\n\tlog {\n\t\toutput file %s\n\t\tlevel DEBUG\n\t}", adminPort, filepath.Join(dir, "caddy.log")), 1)
+		config = strings.Replace(config, "output stdout", "output file "+filepath.Join(dir, "access.log"), 1)
+		if strings.Count(config, dir) != 2 {
+			t.Fatal("Caddyfile.example changed shape; this test no longer sees its logs")
+		}
+		return config
+	})
 
 	// The walkthrough, then keys in every other place a partner may put one.
 	for _, s := range readmeWalkthrough(t) {
@@ -79,7 +60,7 @@ func TestNoKeyInAnyLog(t *testing.T) {
 	if !strings.Contains(all, `"logger":"http.handlers.postback"`) || !strings.Contains(all, "handled request") {
 		t.Fatal("the logs lack the plugin's debug lines or the access log")
 	}
-	for _, key := range append([]string{wrong}, values(keys)...) {
+	for _, key := range append([]string{wrong}, values(demoKeys)...) {
 		if strings.Contains(all, key) {
 			for _, line := range strings.Split(all, "\n") {
 				if strings.Contains(line, key) {
