@@ -48,14 +48,17 @@ type App struct {
 	// may take over, should it stop renewing. Default: 30s.
 	LeaseTTL caddy.Duration `json:"lease_ttl,omitempty"`
 
-	store    *postback.CallStore
-	queue    queue.Queue
-	queueKey string
-	redisKey string
-	drainer  *postback.Drainer
-	upstream *postback.ConcurrencyLimit
-	limiter  ratelimit.Limiter
-	logger   *zap.Logger
+	store *postback.CallStore
+	// drainStore is the drainer's own client: stopping the drainer cuts
+	// its requests in flight, never the handlers'.
+	drainStore *postback.CallStore
+	queue      queue.Queue
+	queueKey   string
+	redisKey   string
+	drainer    *postback.Drainer
+	upstream   *postback.ConcurrencyLimit
+	limiter    ratelimit.Limiter
+	logger     *zap.Logger
 
 	cancel context.CancelFunc
 	done   sync.WaitGroup
@@ -144,17 +147,21 @@ func (a *App) Provision(ctx caddy.Context) error {
 			header.Add(k, repl.ReplaceAll(v, ""))
 		}
 	}
-	store, err := postback.NewCallStore(postback.CallStoreConfig{
+	storeConfig := postback.CallStoreConfig{
 		URL:            repl.ReplaceAll(cs.URL, ""),
 		Timeout:        time.Duration(cs.Timeout),
 		MaxConcurrency: cs.MaxConcurrency,
 		MaxIdle:        cs.MaxUpstream,
 		Header:         header,
-	})
+	}
+	store, err := postback.NewCallStore(storeConfig)
 	if err != nil {
 		return fmt.Errorf("postback: call_store: %w", err)
 	}
 	a.store = store
+	if a.drainStore, err = postback.NewCallStore(storeConfig); err != nil {
+		return fmt.Errorf("postback: call_store: %w", err)
+	}
 	a.upstream = postback.NewConcurrencyLimit(cs.MaxUpstream)
 
 	if err := a.provisionQueue(repl); err != nil {
@@ -162,7 +169,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	a.drainer = &postback.Drainer{
 		Queue:    a.queue,
-		Store:    a.store,
+		Store:    a.drainStore,
 		Interval: time.Duration(a.DrainInterval),
 		MaxAge:   time.Duration(a.MaxAge),
 		LeaseTTL: time.Duration(a.LeaseTTL),
@@ -215,8 +222,10 @@ func (a *App) Stop() error {
 
 // Cleanup releases the connections and the shared queue.
 func (a *App) Cleanup() error {
-	if a.store != nil {
-		a.store.Close()
+	for _, s := range []*postback.CallStore{a.store, a.drainStore} {
+		if s != nil {
+			s.Close()
+		}
 	}
 	var errs []error
 	if a.queueKey != "" {

@@ -1,8 +1,8 @@
 package postback
 
 import (
-	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"math/rand/v2"
@@ -11,30 +11,34 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/tidwall/gjson"
+	"github.com/valyala/fasthttp"
 )
 
 // CallStoreConfig configures the client of the call-store API (SPEC §7).
 type CallStoreConfig struct {
 	// URL is the call store's base, e.g. http://127.0.0.1:9090.
 	URL string
-	// Timeout bounds each attempt.
+	// Timeout bounds each attempt: connecting, sending and reading the
+	// answer.
 	Timeout time.Duration
 	// MaxConcurrency is the fan-out bound; the pool keeps at least this
-	// many idle connections to the call store (§7.3).
+	// many connections to the call store (§7.3).
 	MaxConcurrency int
-	// MaxIdle is how many idle connections the pool keeps: as many as may
-	// be in flight at once, so a burst of batches does not redial.
+	// MaxIdle is how many connections the pool keeps: as many as may be in
+	// flight at once, so a burst of batches does not redial.
 	MaxIdle int
 	// Header is added to every request, e.g. Authorization.
 	Header http.Header
 	// RetryBase is the first backoff between attempts; it doubles, with
 	// jitter, up to a second.
 	RetryBase time.Duration
+	// TLSConfig, for an https URL, replaces the system's roots and the
+	// default settings.
+	TLSConfig *tls.Config
 }
 
 // Target is on whose behalf a call-store request is made.
@@ -47,17 +51,24 @@ type Target struct {
 // CallStore is the client of SPEC §7. It is safe for concurrent use.
 type CallStore struct {
 	base string
-	// The transport is used directly, without an http.Client: redirects
-	// are answers, not places to go, and the client's redirect
-	// bookkeeping costs allocations on every request.
-	transport *http.Transport
+	// fasthttp rather than net/http: the request is written and the answer
+	// read on the calling goroutine, into pooled buffers, which halves the
+	// CPU of a round trip (BENCHMARKS.md). It does not follow redirects:
+	// they are answers, not places to go.
+	client    *fasthttp.HostClient
 	timeout   time.Duration
-	header    http.Header
+	header    []headerField
 	retryBase time.Duration
+	conns     connSet
 }
 
-// maxAnswer bounds how much of a call-store answer is read.
-const maxAnswer = 64 << 10
+type headerField struct{ name, value string }
+
+// maxAnswer bounds the answer read; a larger one is an upstream error.
+const maxAnswer = 1 << 20
+
+// maxAnswerHeader bounds the answer's status line and headers.
+const maxAnswerHeader = 16 << 10
 
 const maxRetryWait = time.Second
 
@@ -67,6 +78,9 @@ const minAttemptTime = 100 * time.Millisecond
 // maxRetryAfter caps a Retry-After: a call-store answer cannot make the
 // edge wait longer than any deadline it could have.
 const maxRetryAfter = time.Hour
+
+// userAgent names the edge in the call store's logs.
+const userAgent = "caddy-postback"
 
 // NewCallStore returns a client with its own connection pool.
 func NewCallStore(cfg CallStoreConfig) (*CallStore, error) {
@@ -79,32 +93,59 @@ func NewCallStore(cfg CallStoreConfig) (*CallStore, error) {
 	if u.RawQuery != "" || u.Fragment != "" || strings.HasSuffix(cfg.URL, "?") || strings.HasSuffix(cfg.URL, "#") {
 		return nil, errors.New("call store URL must not have a query or fragment, got " + strconv.Quote(cfg.URL))
 	}
-	idle := max(cfg.MaxConcurrency, cfg.MaxIdle, 64)
+	conns := max(cfg.MaxConcurrency, cfg.MaxIdle, 64)
 	timeout := cfg.Timeout
 	if timeout <= 0 {
 		timeout = 5 * time.Second
 	}
-	tr := &http.Transport{
-		// The call store is an internal API: no proxy from the environment.
-		DialContext:           (&net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConns:          idle * 2,
-		MaxIdleConnsPerHost:   idle,
-		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   timeout,
-		ExpectContinueTimeout: time.Second,
-		DisableCompression:    true,
-		ForceAttemptHTTP2:     u.Scheme == "https",
+	port := u.Port()
+	if port == "" {
+		port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
 	}
+	dialer := &net.Dialer{KeepAlive: 30 * time.Second}
 	c := &CallStore{
 		base:      strings.TrimRight(cfg.URL, "/"),
-		transport: tr,
 		timeout:   timeout,
-		header:    cfg.Header,
 		retryBase: cfg.RetryBase,
 	}
-	// The attempt's bound: dialing and the TLS handshake have their own,
-	// and the request's deadline bounds reading the (small) answer.
-	tr.ResponseHeaderTimeout = c.timeout
+	c.client = &fasthttp.HostClient{
+		Addr:      net.JoinHostPort(u.Hostname(), port),
+		IsTLS:     u.Scheme == "https",
+		TLSConfig: cfg.TLSConfig,
+		// The standard dialer: IPv4 and IPv6, the system's resolver.
+		DialTimeout: func(addr string, timeout time.Duration) (net.Conn, error) {
+			ctx, cancel := context.WithTimeout(context.Background(), timeout)
+			defer cancel()
+			conn, err := dialer.DialContext(ctx, "tcp", addr)
+			if err != nil {
+				return nil, err
+			}
+			return c.conns.add(conn), nil
+		},
+		Name:                userAgent,
+		MaxConns:            conns,
+		MaxConnWaitTimeout:  timeout,
+		MaxIdleConnDuration: 90 * time.Second,
+		ReadBufferSize:      maxAnswerHeader,
+		MaxResponseBodySize: maxAnswer,
+		// Ids are escaped into one segment (EscapeCallLogID); the
+		// path must reach the call store exactly as written.
+		DisablePathNormalizing: true,
+		// A call store that closed a kept-alive connection is asked
+		// again at once, as net/http does, unless the request was
+		// cancelled (Abort closes connections too); every other failure
+		// waits for the backoff of do.
+		RetryIfErr: func(req *fasthttp.Request, attempts int, err error) (bool, bool) {
+			ctx, _ := req.UserValue(ctxKey{}).(context.Context)
+			return false, attempts == 1 && ctx != nil && ctx.Err() == nil &&
+				(errors.Is(err, io.EOF) || errors.Is(err, fasthttp.ErrConnectionClosed))
+		},
+	}
+	for name, values := range cfg.Header {
+		for _, v := range values {
+			c.header = append(c.header, headerField{name, v})
+		}
+	}
 	if c.retryBase <= 0 {
 		c.retryBase = 50 * time.Millisecond
 	}
@@ -112,7 +153,12 @@ func NewCallStore(cfg CallStoreConfig) (*CallStore, error) {
 }
 
 // Close releases idle connections.
-func (c *CallStore) Close() { c.transport.CloseIdleConnections() }
+func (c *CallStore) Close() { c.client.CloseIdleConnections() }
+
+// Abort closes every connection, cutting the requests in flight: they end
+// as failed attempts at once instead of at their timeout. The store stays
+// usable; later requests dial again.
+func (c *CallStore) Abort() { c.conns.closeAll() }
 
 // Patch sends one update to one call (SPEC §7.1), retrying what can be
 // retried until ctx's deadline.
@@ -218,87 +264,69 @@ func (c *CallStore) backoff(attempt int) time.Duration {
 }
 
 func (c *CallStore) attempt(ctx context.Context, method, u string, t Target, body []byte, classify func(int, []byte) Outcome) (out Outcome, wait time.Duration, retry bool) {
-	var rd io.Reader
+	if err := ctx.Err(); err != nil {
+		return transportOutcome(ctx, err), 0, false
+	}
+	deadline := time.Now().Add(c.timeout)
+	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
+		deadline = dl
+	}
+	req := fasthttp.AcquireRequest()
+	resp := fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	req.SetUserValue(ctxKey{}, ctx)
+	req.Header.SetMethod(method)
+	req.SetRequestURI(u)
+	for _, f := range c.header {
+		req.Header.Add(f.name, f.value)
+	}
 	if body != nil {
-		rd = bytes.NewReader(body)
+		req.Header.SetContentType("application/json")
+		req.SetBodyRaw(body)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, u, rd)
-	if err != nil {
-		return Outcome{Class: UpstreamError, Message: "could not build the call-store request"}, 0, false
-	}
-	h := make(http.Header, len(c.header)+5)
-	for k, v := range c.header {
-		h[k] = v
-	}
-	if body != nil {
-		h["Content-Type"] = jsonContentType
-	}
-	h["Accept"] = jsonContentType
-	if t.Account != "" {
-		h["X-Account-Id"] = []string{t.Account}
-	}
-	if t.RequestID != "" {
-		h["X-Request-Id"] = []string{t.RequestID}
-	}
-	if t.Webhook != "" {
-		h["X-Postback-Webhook"] = []string{t.Webhook}
-	}
-	req.Header = h
-	resp, err := c.transport.RoundTrip(req)
-	if err != nil {
+	req.Header.Set("Accept", "application/json")
+	// Set, not Add: a configured header never replaces these (§3.3).
+	setOrDel(&req.Header, "X-Account-Id", t.Account)
+	setOrDel(&req.Header, "X-Request-Id", t.RequestID)
+	setOrDel(&req.Header, "X-Postback-Webhook", t.Webhook)
+	if err := c.client.DoDeadline(req, resp, deadline); err != nil {
+		if errors.Is(err, fasthttp.ErrBodyTooLarge) {
+			return Outcome{Class: UpstreamError, Message: "the call store's answer is larger than " + strconv.Itoa(maxAnswer>>20) + " MiB"}, 0, false
+		}
 		return transportOutcome(ctx, err), 0, ctx.Err() == nil
 	}
-	buf := answerPool.Get().(*[]byte)
-	defer answerPool.Put(buf)
-	answer, readErr := readAnswer(resp, (*buf)[:0])
-	*buf = answer[:0]
-	if readErr != nil {
-		return transportOutcome(ctx, readErr), 0, ctx.Err() == nil
+	status := resp.StatusCode()
+	if retryable(status) {
+		return unexpected(status), retryAfter(string(resp.Header.Peek("Retry-After"))), true
 	}
-	if retryable(resp.StatusCode) {
-		return unexpected(resp.StatusCode), retryAfter(resp.Header.Get("Retry-After")), true
-	}
-	return classify(resp.StatusCode, answer), 0, false
+	return classify(status, resp.Body()), 0, false
 }
 
-// answerPool holds the buffers answers are read into; classify copies what
-// it keeps.
-var answerPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+// ctxKey carries an attempt's context to RetryIfErr.
+type ctxKey struct{}
 
-// readAnswer reads at most maxAnswer bytes of the answer into dst, drains a
-// little more so the connection can be reused, and closes the body.
-func readAnswer(resp *http.Response, dst []byte) ([]byte, error) {
-	defer resp.Body.Close()
-	if resp.ContentLength == 0 {
-		return dst, nil
+func setOrDel(h *fasthttp.RequestHeader, name, value string) {
+	if value == "" {
+		h.Del(name)
+		return
 	}
-	for len(dst) < maxAnswer {
-		if len(dst) == cap(dst) {
-			dst = append(dst, 0)[:len(dst)]
-		}
-		n, err := resp.Body.Read(dst[len(dst):min(cap(dst), maxAnswer)])
-		dst = dst[:len(dst)+n]
-		if err == io.EOF {
-			return dst, nil
-		}
-		if err != nil {
-			return dst, err
-		}
-	}
-	_, _ = io.CopyN(io.Discard, resp.Body, maxAnswer)
-	return dst, nil
+	h.Set(name, value)
 }
 
 // transportOutcome classifies a request that got no answer: no answer in
 // time is a timeout, anything else (refused, reset) an upstream error.
 func transportOutcome(ctx context.Context, err error) Outcome {
-	var netErr net.Error
+	// net.Error and fasthttp's timeout error both say Timeout().
+	var timeout interface{ Timeout() bool }
 	switch {
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return Outcome{Class: UpstreamError, Message: "the call store refused the connection"}
 	case errors.Is(ctx.Err(), context.Canceled):
 		return Outcome{Class: UpstreamError, Message: "the request was cancelled"}
-	case errors.Is(ctx.Err(), context.DeadlineExceeded), errors.Is(err, context.DeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
+	case errors.Is(ctx.Err(), context.DeadlineExceeded), errors.Is(err, context.DeadlineExceeded),
+		errors.Is(err, fasthttp.ErrDialTimeout), errors.Is(err, fasthttp.ErrNoFreeConns),
+		errors.As(err, &timeout) && timeout.Timeout():
 		return Outcome{Class: UpstreamTimeout, Message: "the call store did not answer in time"}
 	}
 	return Outcome{Class: UpstreamError, Message: "the call store could not be reached"}
@@ -322,8 +350,6 @@ func retryAfter(v string) time.Duration {
 	}
 	return 0
 }
-
-var jsonContentType = []string{"application/json"}
 
 // EscapeCallLogID escapes an id into one path segment: every byte outside
 // the unreserved set is percent-encoded, and so are the dots of "." and

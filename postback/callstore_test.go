@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -58,6 +59,13 @@ type seenRequest struct {
 
 func newStoreDouble(t *testing.T) *storeDouble {
 	t.Helper()
+	return startStoreDouble(t, false)
+}
+
+// startStoreDouble starts the double over HTTP, or HTTPS with useTLS,
+// after configure has set up its server.
+func startStoreDouble(t *testing.T, useTLS bool, configure ...func(*http.Server)) *storeDouble {
+	t.Helper()
 	s := &storeDouble{calls: map[string]*doubleCall{}, phones: map[string][]string{}, stop: make(chan struct{})}
 	s.srv = httptest.NewUnstartedServer(s)
 	s.srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
@@ -65,7 +73,16 @@ func newStoreDouble(t *testing.T) *storeDouble {
 			s.newConns.Add(1)
 		}
 	}
-	s.srv.Start()
+	for _, f := range configure {
+		f(s.srv.Config)
+	}
+	if useTLS {
+		// The untrusted-certificate test makes handshakes fail on purpose.
+		s.srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+		s.srv.StartTLS()
+	} else {
+		s.srv.Start()
+	}
 	t.Cleanup(func() {
 		close(s.stop)
 		s.srv.Close()

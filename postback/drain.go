@@ -17,6 +17,8 @@ import (
 // when woken by call-completed, and by a periodic check with backoff.
 type Drainer struct {
 	Queue queue.Queue
+	// Store is the drainer's own client: stopping the drainer aborts the
+	// requests Store has in flight.
 	Store *CallStore
 	// Interval is the first backoff of a call found still live, and how
 	// often the due index is polled.
@@ -93,6 +95,9 @@ func (d *Drainer) Wake() {
 // is done. Leases held when it stops are released.
 func (d *Drainer) Run(ctx context.Context) {
 	d.init()
+	// A stop must not wait on a call store that does not answer: the
+	// requests in flight are cut, and their entries stay queued.
+	defer context.AfterFunc(ctx, d.Store.Abort)()
 	poll := min(d.Interval, time.Second)
 	ticker := time.NewTicker(poll)
 	defer ticker.Stop()

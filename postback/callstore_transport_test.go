@@ -1,0 +1,128 @@
+package postback
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The tests of the client's connection handling (callstore.go, connset.go).
+
+func TestCallStoreOverTLS(t *testing.T) {
+	t.Parallel()
+	s := startStoreDouble(t, true)
+	s.addCall("abc-123", "completed", "acct_1")
+	c := newTestCallStore(t, s.srv.URL, func(cfg *CallStoreConfig) {
+		cfg.TLSConfig = s.srv.Client().Transport.(*http.Transport).TLSClientConfig
+	})
+	if out := c.Patch(ctxWithin(t, 2*time.Second), acmeTarget, "abc-123", []byte(revenuePatch)); out.Class != Applied {
+		t.Fatalf("§7.1 PATCH over https: outcome %v %q, want applied", out.Class.Code(), out.Message)
+	}
+	t.Run("an https call store whose certificate is not trusted is an upstream error", func(t *testing.T) {
+		t.Parallel()
+		untrusted := newTestCallStore(t, s.srv.URL)
+		out := untrusted.Patch(ctxWithin(t, 300*time.Millisecond), acmeTarget, "abc-123", []byte(revenuePatch))
+		if out.Class == Applied {
+			t.Fatal("applied through a certificate nobody trusts")
+		}
+	})
+}
+
+func TestCallStoreUserAgent(t *testing.T) {
+	t.Parallel()
+	s := newStoreDouble(t)
+	s.addCall("abc-123", "completed", "")
+	c := newTestCallStore(t, s.srv.URL)
+	c.Patch(ctxWithin(t, time.Second), acmeTarget, "abc-123", []byte(revenuePatch))
+	if ua := s.requests()[0].header.Get("User-Agent"); ua != "caddy-postback" {
+		t.Errorf("User-Agent %q, want caddy-postback, so the call store's logs name the edge", ua)
+	}
+}
+
+func TestCallStoreAbort(t *testing.T) {
+	t.Parallel()
+	s := newStoreDouble(t)
+	s.addCall("abc-123", "completed", "acct_1")
+	hanging := make(chan struct{}, 1)
+	s.setHook(func(_ http.ResponseWriter, r *http.Request, n int, _ string, _ []byte) bool {
+		if n > 1 {
+			return false
+		}
+		hanging <- struct{}{}
+		s.hang(r)
+		return true
+	})
+	c := newTestCallStore(t, s.srv.URL, func(cfg *CallStoreConfig) { cfg.Timeout = 5 * time.Second })
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stop := context.AfterFunc(ctx, c.Abort)
+	defer stop()
+	go func() { <-hanging; cancel() }()
+	start := time.Now()
+	out := c.Patch(ctx, acmeTarget, "abc-123", []byte(revenuePatch))
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("§8.4 an aborted request ended after %v, want at once rather than at the 5s timeout", took)
+	}
+	if out.Class == Applied || !strings.Contains(out.Message, "cancelled") {
+		t.Errorf("outcome %v %q, want a cancelled failure", out.Class.Code(), out.Message)
+	}
+	if n := len(s.requests()); n != 1 {
+		t.Errorf("%d requests, want 1: an aborted request is not sent again", n)
+	}
+	// The store stays usable.
+	if out := c.Patch(ctxWithin(t, 2*time.Second), acmeTarget, "abc-123", []byte(revenuePatch)); out.Class != Applied {
+		t.Errorf("after Abort: outcome %v %q, want applied over a new connection", out.Class.Code(), out.Message)
+	}
+}
+
+func TestCallStoreCancelDoesNotCutTheAttempt(t *testing.T) {
+	t.Parallel()
+	// A partner that hangs up must not leave an update half sent: the
+	// attempt in flight ends with the call store's answer (README).
+	s := newStoreDouble(t)
+	s.addCall("abc-123", "completed", "acct_1")
+	s.setDelay(200 * time.Millisecond)
+	c := newTestCallStore(t, s.srv.URL)
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(50*time.Millisecond, cancel)
+	out := c.Patch(ctx, acmeTarget, "abc-123", []byte(revenuePatch))
+	if out.Class != Applied || len(s.appliedPatches()) != 1 {
+		t.Errorf("outcome %v %q, %d applied: want the attempt in flight to finish and be applied", out.Class.Code(), out.Message, len(s.appliedPatches()))
+	}
+}
+
+func TestCallStoreAnswerTooLarge(t *testing.T) {
+	t.Parallel()
+	s := newStoreDouble(t)
+	s.setHook(answerWith(200, `{"pad":"`+strings.Repeat("x", maxAnswer)+`"}`))
+	c := newTestCallStore(t, s.srv.URL)
+	out := c.Patch(ctxWithin(t, 2*time.Second), acmeTarget, "abc-123", []byte(revenuePatch))
+	if out.Class != UpstreamError || !strings.Contains(out.Message, "larger than 1 MiB") {
+		t.Errorf("outcome %v %q, want upstream_error naming the 1 MiB bound", out.Class.Code(), out.Message)
+	}
+	if n := len(s.requests()); n != 1 {
+		t.Errorf("%d requests, want 1: the same answer would come again", n)
+	}
+}
+
+func TestCallStoreStaleConnection(t *testing.T) {
+	t.Parallel()
+	// A call store that closes idle connections (Node's default is 5s) is
+	// asked again at once on a new one, not after a backoff.
+	s := startStoreDouble(t, false, func(srv *http.Server) { srv.IdleTimeout = 50 * time.Millisecond })
+	s.addCall("abc-123", "completed", "acct_1")
+	c := newTestCallStore(t, s.srv.URL, func(cfg *CallStoreConfig) { cfg.RetryBase = 2 * time.Second })
+	if out := c.Patch(ctxWithin(t, 5*time.Second), acmeTarget, "abc-123", []byte(revenuePatch)); out.Class != Applied {
+		t.Fatalf("first PATCH: %v %q", out.Class.Code(), out.Message)
+	}
+	time.Sleep(200 * time.Millisecond) // the call store closes the idle connection
+	start := time.Now()
+	if out := c.Patch(ctxWithin(t, 5*time.Second), acmeTarget, "abc-123", []byte(revenuePatch)); out.Class != Applied {
+		t.Fatalf("second PATCH: %v %q", out.Class.Code(), out.Message)
+	}
+	if took := time.Since(start); took > 300*time.Millisecond {
+		t.Errorf("second PATCH took %v: the closed connection cost a backoff (half a second or more)", took)
+	}
+}
