@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# CPU and allocation profiles of Caddy under single-id postback load
-# (see bench/README.md).
+# CPU and allocation profiles of Caddy under the load of one of bench/run.sh's
+# measurements (see bench/README.md).
 #
-#   bash bench/profile.sh
+#   bash bench/profile.sh                      # under the "single" load
+#   TARGET=reject bash bench/profile.sh        # single, batch, proxy, reject or respond
 #   PROFILE_SECONDS=30 OUT=/tmp/prof bash bench/profile.sh
 #
-# Same build, Caddyfile, pinning and load as bench/run.sh's "single"
-# measurement. While the load runs it fetches, over the same window, from
+# Same build, Caddyfile, pinning and load as that measurement of bench/run.sh. While the load runs it fetches, over the same window, from
 # Caddy's admin endpoint (localhost only):
 #
 #   /debug/pprof/profile?seconds=N   CPU profile
@@ -17,7 +17,7 @@
 # and by count). The profiles and the Caddy binary stay in $OUT (default: a
 # new temp dir) for `go tool pprof -http`.
 #
-# Environment: PROFILE_SECONDS (20), CONNS (32), WARMUP (1s), PIN, CADDY_CPUS,
+# Environment: TARGET (single), PROFILE_SECONDS (20), CONNS (32), WARMUP (1s), PIN, CADDY_CPUS,
 # LOAD_CPUS, QUIET_WAIT, OUT. See bench/lib.sh.
 set -euo pipefail
 
@@ -25,6 +25,14 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 PROFILE_SECONDS=${PROFILE_SECONDS:-20}
+TARGET=${TARGET:-single}
+case $TARGET in
+single | batch | proxy | reject | respond) ;;
+*)
+	log "TARGET must be single, batch, proxy, reject or respond, got $TARGET"
+	exit 2
+	;;
+esac
 OUT=${OUT:-$(mktemp -d "${TMPDIR:-/tmp}/caddy-postback-profile.XXXXXX")}
 mkdir -p "$OUT"
 
@@ -46,8 +54,15 @@ cp "$BENCH_TMP/caddy" "$OUT/caddy"
 # 1s before the profiles start, and 1s after they end.
 wait_quiet
 LOAD_SECONDS=$((PROFILE_SECONDS + 2))
-log "single-id load for ${WARMUP} + ${LOAD_SECONDS}s; profiling Caddy (pid $CADDY_PID) for ${PROFILE_SECONDS}s ..."
-loadgen "$POSTBACK_URL" "$SINGLE_BODY" 200 "${LOAD_SECONDS}s" >"$OUT/load.json" &
+case $TARGET in
+single) LOAD=("$POSTBACK_URL" "$SINGLE_BODY" 200) ;;
+batch) LOAD=("$POSTBACK_URL" "$BATCH_BODY" 200) ;;
+proxy) LOAD=("$PROXY_URL" "$SINGLE_BODY" 200) ;;
+reject) LOAD=("$POSTBACK_URL" "$REJECT_BODY" 400) ;;
+respond) LOAD=("$STATIC_URL" "$REJECT_BODY" 200) ;;
+esac
+log "$TARGET load for ${WARMUP} + ${LOAD_SECONDS}s; profiling Caddy (pid $CADDY_PID) for ${PROFILE_SECONDS}s ..."
+loadgen "${LOAD[@]}" "${LOAD_SECONDS}s" >"$OUT/load.json" &
 LOAD_PID=$!
 BG_PIDS+=("$LOAD_PID")
 sleep "$(awk -v w="$(seconds "$WARMUP")" 'BEGIN {print w + 1}')"
@@ -70,7 +85,7 @@ wait "$ALLOCS_PID" || {
 wait "$LOAD_PID"
 
 echo
-echo "== caddy-postback: Caddy profiles under single-id update_fields load ($(date -u +%Y-%m-%dT%H:%M:%SZ))"
+echo "== caddy-postback: Caddy profiles under the $TARGET load ($(date -u +%Y-%m-%dT%H:%M:%SZ))"
 machine_info
 echo "load:     $CONNS connections, ${LOAD_SECONDS}s measured (profiling costs some throughput): $(cat "$OUT/load.json")"
 echo "loadavg:  $(cut -d' ' -f1-3 /proc/loadavg)"

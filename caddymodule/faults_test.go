@@ -93,4 +93,14 @@ func TestPartnerDisconnectsMidRequest(t *testing.T) {
 	if n := len(store.records()); n != 0 {
 		t.Fatalf("%d updates applied", n)
 	}
+	// The requests in flight at the hang-up finish; none start after it.
+	store.mu.Lock()
+	sent := 0
+	for _, n := range store.hits {
+		sent += n
+	}
+	store.mu.Unlock()
+	if sent > 16 {
+		t.Errorf("%d call-store requests for 40 calls: the fan-out (max_concurrency 16) went on after the partner hung up", sent)
+	}
 }
