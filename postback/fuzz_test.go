@@ -445,12 +445,17 @@ func FuzzParseJSON(f *testing.F) {
 
 	f.Fuzz(func(t *testing.T, body []byte, query string) {
 		s := string(body)
-		// JSON-level differential: checkJSON against encoding/json.
+		// JSON-level differential: checkJSON and readJSON's duplicate
+		// keys against encoding/json.
 		if utf8.ValidString(s) && !jsonBlank(s) {
 			want := refJSONCheck([]byte(s), maxDepth)
 			got := checkJSON(s)
+			if got == nil {
+				var in input
+				got = fuzzLenient.readJSON(&in, s)
+			}
 			if (got == nil) != (want == "") {
-				t.Fatalf("checkJSON(%q) = %v, encoding/json says %q", s, got, want)
+				t.Fatalf("checkJSON+readJSON(%q) = %v, encoding/json says %q", s, got, want)
 			}
 		}
 		for _, p := range [...]*Parser{fuzzLenient, fuzzStrict, fuzzTight, fuzzWide} {

@@ -91,7 +91,7 @@ func (p *Parser) read(in *input, query string, body []byte, kind BodyKind) *Erro
 		if err := checkJSON(s); err != nil {
 			return err
 		}
-		p.readJSON(in, s)
+		return p.readJSON(in, s)
 	case BodyForm:
 		s := bytesToString(body)
 		// curl -d sends JSON as a form unless told otherwise.

@@ -12,18 +12,23 @@ import (
 const maxDepth = 8
 
 // checkJSON rejects what gjson would accept but the contract does not:
-// invalid UTF-8, nesting deeper than maxDepth, a key given twice in any
-// object (SPEC §4.6), and a body that is not an object (SPEC §4.1).
+// invalid UTF-8, nesting deeper than maxDepth (SPEC §4.6), and a body that
+// is not an object (SPEC §4.1). readJSON finds keys given twice, in the
+// same pass that reads them.
 func checkJSON(body string) *Error {
-	if !utf8.ValidString(body) {
-		return invalid("body is not valid UTF-8")
-	}
-	// Depth first, with a flat scan, so that deep input never reaches a
-	// recursive parser.
+	// UTF-8 and depth in one flat scan, so that deep input never reaches
+	// a recursive parser.
 	depth, inString, escaped := 0, false, false
 	for i := 0; i < len(body); i++ {
 		c := body[i]
 		switch {
+		case c >= utf8.RuneSelf:
+			r, size := utf8.DecodeRuneInString(body[i:])
+			if r == utf8.RuneError && size == 1 {
+				return invalid("body is not valid UTF-8")
+			}
+			i += size - 1
+			escaped = false
 		case inString:
 			if escaped {
 				escaped = false
@@ -45,14 +50,14 @@ func checkJSON(body string) *Error {
 	if !gjson.Valid(body) {
 		return invalid("body is not valid JSON")
 	}
-	root := gjson.Parse(body)
-	if !root.IsObject() {
+	if !gjson.Parse(body).IsObject() {
 		return invalid("body must be a JSON object")
 	}
-	if dup, found := duplicateKey(root); found {
-		return invalid("JSON key " + strconv.Quote(dup) + " is given twice in one object")
-	}
 	return nil
+}
+
+func duplicateError(key string) *Error {
+	return invalid("JSON key " + strconv.Quote(key) + " is given twice in one object")
 }
 
 // duplicateKey reports the first key found twice in one object of v, at
@@ -68,31 +73,11 @@ func duplicateKey(v gjson.Result) (key string, found bool) {
 	if !v.IsObject() {
 		return "", false
 	}
-	// Postback objects are small: a linear scan beats a map until they are not.
-	var small [16]string
-	seen := small[:0]
-	var big map[string]struct{}
+	var keys keySet
 	v.ForEach(func(k, el gjson.Result) bool {
-		name := k.Str
-		if big != nil {
-			if _, ok := big[name]; ok {
-				key, found = name, true
-				return false
-			}
-			big[name] = struct{}{}
-		} else {
-			for _, s := range seen {
-				if s == name {
-					key, found = name, true
-					return false
-				}
-			}
-			if seen = append(seen, name); len(seen) == len(small) {
-				big = make(map[string]struct{}, 64)
-				for _, s := range seen {
-					big[s] = struct{}{}
-				}
-			}
+		if keys.seen(k.Str) {
+			key, found = k.Str, true
+			return false
 		}
 		if el.IsObject() || el.IsArray() {
 			key, found = duplicateKey(el)
@@ -102,10 +87,59 @@ func duplicateKey(v gjson.Result) (key string, found bool) {
 	return key, found
 }
 
-// readJSON fills in from a JSON object body that checkJSON accepted.
-func (p *Parser) readJSON(in *input, body string) {
+// keySet remembers the keys of one object. Postback objects are small: a
+// linear scan beats a map until they are not.
+type keySet struct {
+	small [16]string
+	n     int
+	big   map[string]struct{}
+}
+
+// seen reports whether name was added before, and adds it.
+func (s *keySet) seen(name string) bool {
+	if s.big != nil {
+		if _, ok := s.big[name]; ok {
+			return true
+		}
+		s.big[name] = struct{}{}
+		return false
+	}
+	for _, k := range s.small[:s.n] {
+		if k == name {
+			return true
+		}
+	}
+	if s.n < len(s.small) {
+		s.small[s.n] = name
+		s.n++
+		return false
+	}
+	s.big = make(map[string]struct{}, 64)
+	for _, k := range s.small {
+		s.big[k] = struct{}{}
+	}
+	s.big[name] = struct{}{}
+	return false
+}
+
+// readJSON fills in from a JSON object body that checkJSON accepted, and
+// refuses a key given twice in any object (SPEC §4.6): at the top level as
+// it reads, below it by duplicateKey.
+func (p *Parser) readJSON(in *input, body string) *Error {
+	var keys keySet
+	var dup *Error
 	gjson.Parse(body).ForEach(func(k, v gjson.Result) bool {
 		name := k.Str
+		if keys.seen(name) {
+			dup = duplicateError(name)
+			return false
+		}
+		if v.IsObject() || v.IsArray() {
+			if key, found := duplicateKey(v); found {
+				dup = duplicateError(key)
+				return false
+			}
+		}
 		kind, f := classify(name, p.AuthParam)
 		switch kind {
 		case paramCallLogID:
@@ -137,6 +171,7 @@ func (p *Parser) readJSON(in *input, body string) {
 		}
 		return true
 	})
+	return dup
 }
 
 func (p *Parser) readJSONIDs(in *input, v gjson.Result) {
