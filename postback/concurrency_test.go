@@ -8,23 +8,40 @@ import (
 
 func TestLimiter(t *testing.T) {
 	t.Parallel()
-	t.Run("§7.3 the limiter grants n slots and gives up when the context ends", func(t *testing.T) {
+	full := func(t *testing.T) *ConcurrencyLimit {
 		l := NewConcurrencyLimit(2)
-		ctx := context.Background()
-		if !l.Acquire(ctx) || !l.Acquire(ctx) {
+		if !l.Acquire(context.Background(), time.Time{}) || !l.Acquire(context.Background(), time.Time{}) {
 			t.Fatal("two slots not granted")
 		}
-		short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
-		defer cancel()
+		return l
+	}
+	refused := func(t *testing.T, l *ConcurrencyLimit, ctx context.Context, deadline time.Time) {
+		t.Helper()
 		start := time.Now()
-		if l.Acquire(short) {
+		if l.Acquire(ctx, deadline) {
 			t.Fatal("a third slot was granted")
 		}
 		if waited := time.Since(start); waited < 15*time.Millisecond || waited > 2*time.Second {
-			t.Errorf("waited %v, want until the context ended at 20ms", waited)
+			t.Errorf("waited %v, want until the end at 20ms", waited)
 		}
+	}
+	t.Run("§7.3 the limiter grants n slots and gives up when the context ends", func(t *testing.T) {
+		t.Parallel()
+		l := full(t)
+		short, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+		defer cancel()
+		refused(t, l, short, time.Time{})
+	})
+	t.Run("§7.3 the limiter gives up at the request's deadline", func(t *testing.T) {
+		t.Parallel()
+		refused(t, full(t), context.Background(), time.Now().Add(20*time.Millisecond))
+	})
+	t.Run("§7.3 a freed slot goes to the waiter", func(t *testing.T) {
+		t.Parallel()
+		l := full(t)
 		done := make(chan bool)
-		go func() { done <- l.Acquire(ctx) }()
+		go func() { done <- l.Acquire(context.Background(), time.Now().Add(5*time.Second)) }()
+		time.Sleep(10 * time.Millisecond)
 		l.Release()
 		select {
 		case ok := <-done:

@@ -41,14 +41,16 @@ type Result struct {
 // Apply updates every call of req on behalf of webhook w. It never fails
 // as a whole: each call gets its own outcome (§6.1).
 func (e *Edge) Apply(ctx context.Context, w *Webhook, requestID string, req *Request) *Result {
-	ctx, cancel := context.WithTimeout(ctx, e.Deadline)
-	defer cancel()
+	// The deadline travels beside ctx, not in it: a context and a timer per
+	// request cost more than the rest of the request's own work.
+	now := e.now()
+	deadline := time.Now().Add(e.Deadline)
 	t := Target{Account: w.Account, Webhook: w.Name, RequestID: requestID}
 	res := &Result{Ignored: req.Ignored}
 	ids := req.CallLogIDs
 	if req.PhoneNumber != "" {
-		held := e.acquire(ctx)
-		id, out := e.Store.Resolve(ctx, t, req.PhoneNumber)
+		held := e.acquire(ctx, deadline)
+		id, out := e.Store.resolveBy(ctx, deadline, t, req.PhoneNumber)
 		e.release(held)
 		if out.Class != Applied {
 			// The phone number stands in the failed list, so that a partner
@@ -60,9 +62,8 @@ func (e *Edge) Apply(ctx context.Context, w *Webhook, requestID string, req *Req
 	}
 	patch := req.Update.AppendPatch(make([]byte, 0, 256))
 	res.Calls = make([]CallResult, len(ids))
-	now := e.now()
 	if len(ids) == 1 {
-		res.Calls[0] = CallResult{ids[0], e.updateCall(ctx, t, ids[0], patch, now)}
+		res.Calls[0] = CallResult{ids[0], e.updateCall(ctx, deadline, t, ids[0], patch, now)}
 		return res
 	}
 	// A fixed pool of workers takes the calls in order: no goroutine or
@@ -79,7 +80,7 @@ func (e *Edge) Apply(ctx context.Context, w *Webhook, requestID string, req *Req
 				if i >= len(ids) {
 					return
 				}
-				res.Calls[i] = CallResult{ids[i], e.updateCall(ctx, t, ids[i], patch, now)}
+				res.Calls[i] = CallResult{ids[i], e.updateCall(ctx, deadline, t, ids[i], patch, now)}
 			}
 		}()
 	}
@@ -88,7 +89,7 @@ func (e *Edge) Apply(ctx context.Context, w *Webhook, requestID string, req *Req
 }
 
 // updateCall applies the ordering rule of §8.2 and the queueing of §8.1.
-func (e *Edge) updateCall(ctx context.Context, t Target, id string, patch []byte, now time.Time) Outcome {
+func (e *Edge) updateCall(ctx context.Context, deadline time.Time, t Target, id string, patch []byte, now time.Time) Outcome {
 	entry := queue.Entry{CallLogID: id, Account: t.Account, Webhook: t.Webhook, RequestID: t.RequestID, AcceptedAt: now, Patch: patch}
 	due := now.Add(e.DrainInterval)
 	// Behind waiting updates, a new one waits too. If the queue cannot
@@ -97,8 +98,8 @@ func (e *Edge) updateCall(ctx context.Context, t Target, id string, patch []byte
 	if appended, err := e.Queue.Append(ctx, &entry, true, due); err == nil && appended {
 		return Outcome{Class: Queued}
 	}
-	held := e.acquire(ctx)
-	out := e.Store.Patch(ctx, t, id, patch)
+	held := e.acquire(ctx, deadline)
+	out := e.Store.patchBy(ctx, deadline, t, id, patch)
 	e.release(held)
 	if out.Class != Live {
 		return out
@@ -109,8 +110,8 @@ func (e *Edge) updateCall(ctx context.Context, t Target, id string, patch []byte
 	return Outcome{Class: Queued}
 }
 
-func (e *Edge) acquire(ctx context.Context) bool {
-	return e.UpstreamLimit != nil && e.UpstreamLimit.Acquire(ctx)
+func (e *Edge) acquire(ctx context.Context, deadline time.Time) bool {
+	return e.UpstreamLimit != nil && e.UpstreamLimit.Acquire(ctx, deadline)
 }
 
 func (e *Edge) release(held bool) {
