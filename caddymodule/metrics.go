@@ -45,9 +45,25 @@ func registerMetrics(registry *prometheus.Registry) error {
 	return nil
 }
 
+// requestCounters caches the counter of each label set: a look-up in the
+// vector hashes every label and formats the status, on every request.
+// The keys are bounded by the webhooks, endpoints and statuses there are.
+var requestCounters sync.Map // requestLabels → prometheus.Counter
+
+type requestLabels struct {
+	webhook string
+	ep      postback.Endpoint
+	status  int
+}
+
 // countRequest records one answered postback; webhook is "" before
 // authentication succeeded.
 func countRequest(webhook string, ep postback.Endpoint, status int) {
+	key := requestLabels{webhook, ep, status}
+	if c, ok := requestCounters.Load(key); ok {
+		c.(prometheus.Counter).Inc()
+		return
+	}
 	endpoint := ep.Segment()
 	if endpoint == "" {
 		endpoint = "unknown"
@@ -55,7 +71,8 @@ func countRequest(webhook string, ep postback.Endpoint, status int) {
 	if webhook == "" {
 		webhook = "unauthenticated"
 	}
-	metrics.requests.WithLabelValues(webhook, endpoint, strconv.Itoa(status)).Inc()
+	c, _ := requestCounters.LoadOrStore(key, metrics.requests.WithLabelValues(webhook, endpoint, strconv.Itoa(status)))
+	c.(prometheus.Counter).Inc()
 }
 
 // countCalls records the outcome of each call of a postback, one label
@@ -67,7 +84,25 @@ func countCalls(webhook string, res *postback.Result) {
 	}
 	for class, n := range counts {
 		if n > 0 {
-			metrics.calls.WithLabelValues(webhook, postback.Class(class).Code()).Add(float64(n))
+			callCounter(webhook, postback.Class(class)).Add(float64(n))
 		}
 	}
+}
+
+// callCounters caches the counter of each webhook and class, as
+// requestCounters does.
+var callCounters sync.Map // callLabels → prometheus.Counter
+
+type callLabels struct {
+	webhook string
+	class   postback.Class
+}
+
+func callCounter(webhook string, class postback.Class) prometheus.Counter {
+	key := callLabels{webhook, class}
+	if c, ok := callCounters.Load(key); ok {
+		return c.(prometheus.Counter)
+	}
+	c, _ := callCounters.LoadOrStore(key, metrics.calls.WithLabelValues(webhook, class.Code()))
+	return c.(prometheus.Counter)
 }
