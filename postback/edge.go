@@ -42,7 +42,7 @@ type Result struct {
 // as a whole: each call gets its own outcome (§6.1).
 func (e *Edge) Apply(ctx context.Context, w *Webhook, requestID string, req *Request) *Result {
 	// The deadline travels beside ctx, not in it: a context and a timer per
-	// request cost more than the rest of the request's own work.
+	// request were 2.7% of Caddy's CPU under load (BENCHMARKS.md).
 	now := e.now()
 	deadline := time.Now().Add(e.Deadline)
 	t := Target{Account: w.Account, Webhook: w.Name, RequestID: requestID}
