@@ -16,6 +16,7 @@ import (
 
 	"github.com/tidwall/gjson"
 	"github.com/valyala/fasthttp"
+	"golang.org/x/net/http/httpguts"
 )
 
 // CallStoreConfig configures the client of the call-store API (SPEC §7).
@@ -142,6 +143,9 @@ func NewCallStore(cfg CallStoreConfig) (*CallStore, error) {
 		},
 	}
 	for name, values := range cfg.Header {
+		if err := checkHeader(name, values); err != nil {
+			return nil, err
+		}
 		for _, v := range values {
 			c.header = append(c.header, headerField{name, v})
 		}
@@ -150,6 +154,32 @@ func NewCallStore(cfg CallStoreConfig) (*CallStore, error) {
 		c.retryBase = 50 * time.Millisecond
 	}
 	return c, nil
+}
+
+// framingHeaders are the client's to write: set from the config, they
+// would break the request's framing or the connection's reuse.
+var framingHeaders = map[string]bool{
+	"Host": true, "Content-Length": true, "Transfer-Encoding": true, "Connection": true,
+	"Keep-Alive": true, "Proxy-Connection": true, "Te": true, "Trailer": true, "Upgrade": true,
+}
+
+// checkHeader refuses a configured header that could not be sent as
+// written: a name that is not a token, a value with a line break or
+// another control character (a secret file's trailing newline, say), or
+// a header that frames the request.
+func checkHeader(name string, values []string) error {
+	if !httpguts.ValidHeaderFieldName(name) {
+		return errors.New("call store header name " + strconv.Quote(name) + " is not a valid HTTP header name")
+	}
+	if framingHeaders[http.CanonicalHeaderKey(name)] {
+		return errors.New("call store header " + name + " is written by the client itself; remove it")
+	}
+	for _, v := range values {
+		if !httpguts.ValidHeaderFieldValue(v) {
+			return errors.New("call store header " + name + " has a value with a line break or another control character")
+		}
+	}
+	return nil
 }
 
 // Close releases idle connections.

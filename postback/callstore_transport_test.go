@@ -3,6 +3,7 @@ package postback
 import (
 	"context"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -124,5 +125,31 @@ func TestCallStoreStaleConnection(t *testing.T) {
 	}
 	if took := time.Since(start); took > 300*time.Millisecond {
 		t.Errorf("second PATCH took %v: the closed connection cost a backoff (half a second or more)", took)
+	}
+}
+
+func TestNewCallStoreHeaders(t *testing.T) {
+	t.Parallel()
+	for name, h := range map[string]http.Header{
+		"a value with a trailing newline (a secret file's)": {"Authorization": {"Bearer token\n"}},
+		"a value with a line break inside":                  {"X-Edge": {"a\r\nX-Account-Id: acct_2"}},
+		"a name that is not a token":                        {"X Edge": {"caddy"}},
+		"Content-Length":                                    {"Content-Length": {"5"}},
+		"Host":                                              {"host": {"other.internal"}},
+		"Transfer-Encoding":                                 {"Transfer-Encoding": {"chunked"}},
+	} {
+		t.Run("§7.1 refused: "+name, func(t *testing.T) {
+			t.Parallel()
+			c, err := NewCallStore(CallStoreConfig{URL: "http://127.0.0.1:9090", Header: h})
+			if err == nil {
+				c.Close()
+				t.Fatalf("header %v accepted; it would be sent broken or break the request", h)
+			}
+			for k := range h {
+				if !strings.Contains(err.Error(), strconv.Quote(k)) && !strings.Contains(err.Error(), k) {
+					t.Errorf("error %q does not name the header %s", err, k)
+				}
+			}
+		})
 	}
 }
