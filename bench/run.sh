@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The load benchmark of the postback handler (see bench/README.md).
 #
-#   bash bench/run.sh                          # 5 rounds, 5s per measurement, 32 connections
+#   bash bench/run.sh                          # 7 rounds, 5s per measurement, 32 connections
 #   ROUNDS=3 DURATION=10s CONNS=64 bash bench/run.sh
 #
 # Builds Caddy (./cmd/caddy), the stand-in call store (bench/upstream) and the
@@ -23,7 +23,7 @@
 # raw figures and the machine. A measurement, not a test: it exits 0 whatever
 # the ratios (non-zero only when it could not run).
 #
-# Environment: ROUNDS (5), DURATION (5s), CONNS (32), WARMUP (1s), PIN (auto|0),
+# Environment: ROUNDS (7), DURATION (5s), CONNS (32), WARMUP (1s), PIN (auto|0),
 # CADDY_CPUS, LOAD_CPUS, QUIET_WAIT (0), OTHER_MAX (0.25: other processes' cores
 # above which a round counts as disturbed), BENCH_SAVE=<file> (keep the load
 # generator's JSON lines), KEEP=1 (keep the temp dir). See bench/lib.sh.
@@ -32,7 +32,7 @@ set -euo pipefail
 # shellcheck source=bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-ROUNDS=${ROUNDS:-5}
+ROUNDS=${ROUNDS:-7}
 OTHER_MAX=${OTHER_MAX:-0.25}
 DURATION=$(as_duration "${DURATION:-5s}")
 
