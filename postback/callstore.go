@@ -100,8 +100,12 @@ func NewCallStore(cfg CallStoreConfig) (*CallStore, error) {
 		timeout = 5 * time.Second
 	}
 	port := u.Port()
-	if port == "" {
-		port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
+	switch {
+	case port != "":
+	case u.Scheme == "https":
+		port = "443"
+	default:
+		port = "80"
 	}
 	dialer := &net.Dialer{KeepAlive: 30 * time.Second}
 	c := &CallStore{
