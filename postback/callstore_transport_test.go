@@ -153,3 +153,20 @@ func TestNewCallStoreHeaders(t *testing.T) {
 		})
 	}
 }
+
+func TestCallStoreAccountHeaderIsTheWebhooks(t *testing.T) {
+	t.Parallel()
+	// §3.3: a configured X-Account-Id never speaks for a webhook without
+	// an account either.
+	s := newStoreDouble(t)
+	s.addCall("abc-123", "completed", "")
+	c := newTestCallStore(t, s.srv.URL, func(cfg *CallStoreConfig) {
+		cfg.Header = http.Header{"X-Account-Id": {"acct_other"}}
+	})
+	if out := c.Patch(ctxWithin(t, time.Second), Target{Webhook: "platform", RequestID: "r"}, "abc-123", []byte(revenuePatch)); out.Class != Applied {
+		t.Fatalf("outcome %v %q, want applied", out.Class.Code(), out.Message)
+	}
+	if got := s.requests()[0].header.Values("X-Account-Id"); len(got) != 0 {
+		t.Errorf("X-Account-Id = %q, want none for a webhook without an account", got)
+	}
+}
