@@ -126,7 +126,10 @@ func parseTime(s string) (time.Time, error) {
 }
 
 // appendString appends s as a JSON string. Only the quote, the backslash and
-// control characters are escaped; every other byte is copied as it is.
+// control characters are escaped; every other byte is copied as it is. It
+// is not the edge's writer (postback's appendString), which replaces
+// invalid UTF-8 for the partners' sake: an entry must come back from Redis
+// byte for byte (FuzzEntryRoundTrip).
 func appendString(b []byte, s string) []byte {
 	const hex = "0123456789abcdef"
 	b = append(b, '"')
