@@ -12,7 +12,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 
-	"github.com/callpostback/caddy-postback/postback/queue"
+	"github.com/callpostback/caddy-postback/internal/queue"
 )
 
 func init() {

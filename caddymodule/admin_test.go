@@ -36,7 +36,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// §8.3: an update the call store refuses moves to the dead letters, the
+// operations#completion-and-dead-letters: an update the call store refuses moves to the dead letters, the
 // admin API shows it, and a requeue applies it once the call is fixed.
 func TestAdminQueueAndDeadLetters(t *testing.T) {
 	store := newScriptedStore(t)
@@ -63,7 +63,7 @@ func TestAdminQueueAndDeadLetters(t *testing.T) {
 		t.Fatalf("pending webhook %q", w)
 	}
 	if strings.Contains(body, fieldsKey) {
-		t.Fatal("§3.2 the admin API shows a key")
+		t.Fatal("operations#webhooks-and-keys the admin API shows a key")
 	}
 	_, body = adminDo(t, "GET", "/postback/queue")
 	if gjson.Get(body, "pending_entries").Int() < 1 || gjson.Get(body, "backend").String() != "memory" {

@@ -14,9 +14,9 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
+	"github.com/callpostback/caddy-postback/internal/queue"
+	"github.com/callpostback/caddy-postback/internal/ratelimit"
 	"github.com/callpostback/caddy-postback/postback"
-	"github.com/callpostback/caddy-postback/postback/queue"
-	"github.com/callpostback/caddy-postback/postback/ratelimit"
 )
 
 func init() {
@@ -24,7 +24,7 @@ func init() {
 }
 
 // App is the postback app: the call-store client, the queue of updates
-// for calls in progress, and the drainer that applies them (SPEC §7, §8).
+// for calls in progress, and the drainer that applies them (docs/operations.md#call-store-api, operations#the-queue).
 // It is configured by the global `postback` option; every postback handler
 // of the config shares it.
 type App struct {

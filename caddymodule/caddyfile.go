@@ -11,8 +11,8 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/dustin/go-humanize"
 
+	"github.com/callpostback/caddy-postback/internal/ratelimit"
 	"github.com/callpostback/caddy-postback/postback"
-	"github.com/callpostback/caddy-postback/postback/ratelimit"
 )
 
 func init() {

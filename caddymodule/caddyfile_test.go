@@ -12,7 +12,7 @@ import (
 
 // Each file of testdata/caddyfile_adapt holds a Caddyfile, a line of ten
 // dashes, and the JSON it adapts to; in *.error.caddyfiletest files, the
-// error it fails with instead, naming the line (SPEC §9).
+// error it fails with instead, naming the line (docs/operations.md#configuration).
 func TestCaddyfileAdapt(t *testing.T) {
 	files, err := filepath.Glob("../testdata/caddyfile_adapt/*.caddyfiletest")
 	if err != nil || len(files) == 0 {

@@ -9,7 +9,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
-	"github.com/callpostback/caddy-postback/postback/refstore"
+	"github.com/callpostback/caddy-postback/internal/refstore"
 )
 
 func init() {
@@ -18,8 +18,8 @@ func init() {
 	httpcaddyfile.RegisterDirectiveOrder("postback_callstore", httpcaddyfile.Before, "respond")
 }
 
-// CallStoreHandler is the reference call store of SPEC §10: the call-store
-// API of §7 held in memory, for development, demos and tests. It is never
+// CallStoreHandler is the reference call store of docs/operations.md#the-reference-call-store: the call-store
+// API of operations#call-store-api held in memory, for development, demos and tests. It is never
 // a substitute for the platform's call store in production: what it holds
 // is lost on every reload and restart.
 type CallStoreHandler struct {

@@ -29,7 +29,7 @@ func TestReleaseNoteExamples(t *testing.T) {
 		}
 		jsonEqual(t, body, `{"call_log_ids":["abc-123"],"failed_call_log_ids":[]}`)
 		if got := store.applied("abc-123"); len(got) != 1 || got[0] != `{"converted":true,"revenue_paid_out":25.50}` {
-			t.Fatalf("§7.1 PATCH bodies = %q", got)
+			t.Fatalf("operations#updating-a-call PATCH bodies = %q", got)
 		}
 	})
 
@@ -55,14 +55,14 @@ func TestReleaseNoteExamples(t *testing.T) {
 			before := len(store.applied("def-456"))
 			status, body := send(t, tester, "POST", edgeURL("/postback/"+b.endpoint+"?moja_auth_key="+b.key), jsonType, b.body)
 			if status != 200 {
-				t.Fatalf("§6.3 status %d, want 200: %s", status, body)
+				t.Fatalf("partner-api#status-codes status %d, want 200: %s", status, body)
 			}
-			// The release note's response, plus the why of §6.1.
+			// The release note's response, plus the why of partner-api#responses.
 			jsonEqual(t, body, `{"call_log_ids":["abc-123","def-456"],"failed_call_log_ids":["ghi-789"],
 				"errors":{"ghi-789":{"code":"not_found","message":"call not found"}}}`)
 			got := store.applied("def-456")
 			if len(got) != before+1 || got[len(got)-1] != b.patch {
-				t.Fatalf("§7.1 PATCH bodies for def-456 = %q, want last %s", got, b.patch)
+				t.Fatalf("operations#updating-a-call PATCH bodies for def-456 = %q, want last %s", got, b.patch)
 			}
 		})
 	}
@@ -96,7 +96,7 @@ func TestReleaseNoteExamples(t *testing.T) {
 		recs := store.records()
 		r := recs[0]
 		if r.Account != "acct_1" || r.Webhook != "acme" || r.ReqID == "" {
-			t.Fatalf("§7.1 headers: account %q webhook %q request id %q", r.Account, r.Webhook, r.ReqID)
+			t.Fatalf("operations#updating-a-call headers: account %q webhook %q request id %q", r.Account, r.Webhook, r.ReqID)
 		}
 	})
 }
@@ -109,15 +109,15 @@ func TestRequestErrors(t *testing.T) {
 		status                          int
 		code, contains                  string
 	}{
-		{"§3.1 missing key", "POST", "/postback/update-fields", jsonType, `{"call_log_id":"a","converted":true}`, 401, "unauthorized", "moja_auth_key"},
-		{"§3.1 unknown key", "POST", "/postback/update-fields?moja_auth_key=nope", jsonType, `{"call_log_id":"a","converted":true}`, 401, "unauthorized", "invalid auth key"},
-		{"§3.1 key of another type", "POST", "/postback/update-tags?moja_auth_key=" + revenueKey, jsonType, `{"call_log_id":"a","remove":"x"}`, 403, "forbidden", "update_revenue"},
-		{"§2 unknown endpoint", "POST", "/postback/update-everything?moja_auth_key=" + fieldsKey, jsonType, `{}`, 404, "not_found", "update-fields"},
-		{"§2 method", "PUT", "/postback/update-fields?moja_auth_key=" + fieldsKey, jsonType, `{}`, 405, "method_not_allowed", "GET or POST"},
-		{"§4.1 content type", "POST", "/postback/update-fields?moja_auth_key=" + fieldsKey, "text/xml", `<a/>`, 415, "unsupported_media_type", "text/xml"},
-		{"§4.6 body too large", "POST", "/postback/update-fields?moja_auth_key=" + fieldsKey, jsonType, `{"call_log_id":"a","reason":"` + strings.Repeat("x", 70000) + `"}`, 413, "payload_too_large", "65536"},
-		{"§4.1 not an object", "POST", "/postback/update-fields?moja_auth_key=" + fieldsKey, jsonType, `"abc"`, 400, "invalid_request", "JSON object"},
-		{"§4.4 batch in a GET", "GET", "/postback/update-fields?moja_auth_key=" + fieldsKey + "&call_log_id=a&call_log_id=b&converted=1", "", "", 400, "invalid_request", "JSON POST"},
+		{"partner-api#authentication missing key", "POST", "/postback/update-fields", jsonType, `{"call_log_id":"a","converted":true}`, 401, "unauthorized", "moja_auth_key"},
+		{"partner-api#authentication unknown key", "POST", "/postback/update-fields?moja_auth_key=nope", jsonType, `{"call_log_id":"a","converted":true}`, 401, "unauthorized", "invalid auth key"},
+		{"partner-api#authentication key of another type", "POST", "/postback/update-tags?moja_auth_key=" + revenueKey, jsonType, `{"call_log_id":"a","remove":"x"}`, 403, "forbidden", "update_revenue"},
+		{"partner-api#endpoints unknown endpoint", "POST", "/postback/update-everything?moja_auth_key=" + fieldsKey, jsonType, `{}`, 404, "not_found", "update-fields"},
+		{"partner-api#endpoints method", "PUT", "/postback/update-fields?moja_auth_key=" + fieldsKey, jsonType, `{}`, 405, "method_not_allowed", "GET or POST"},
+		{"partner-api#request-format content type", "POST", "/postback/update-fields?moja_auth_key=" + fieldsKey, "text/xml", `<a/>`, 415, "unsupported_media_type", "text/xml"},
+		{"partner-api#limits body too large", "POST", "/postback/update-fields?moja_auth_key=" + fieldsKey, jsonType, `{"call_log_id":"a","reason":"` + strings.Repeat("x", 70000) + `"}`, 413, "payload_too_large", "65536"},
+		{"partner-api#request-format not an object", "POST", "/postback/update-fields?moja_auth_key=" + fieldsKey, jsonType, `"abc"`, 400, "invalid_request", "JSON object"},
+		{"partner-api#batches batch in a GET", "GET", "/postback/update-fields?moja_auth_key=" + fieldsKey + "&call_log_id=a&call_log_id=b&converted=1", "", "", 400, "invalid_request", "JSON POST"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -126,7 +126,7 @@ func TestRequestErrors(t *testing.T) {
 				t.Fatalf("status %d, want %d: %s", status, tt.status, body)
 			}
 			if code := gjson.Get(body, "error.code").String(); code != tt.code {
-				t.Errorf("§6.2 code %q, want %q: %s", code, tt.code, body)
+				t.Errorf("partner-api#errors code %q, want %q: %s", code, tt.code, body)
 			}
 			if msg := gjson.Get(body, "error.message").String(); !strings.Contains(msg, tt.contains) {
 				t.Errorf("message %q does not name %q", msg, tt.contains)
@@ -134,7 +134,7 @@ func TestRequestErrors(t *testing.T) {
 		})
 	}
 
-	t.Run("§6.2 validation names every field at once", func(t *testing.T) {
+	t.Run("partner-api#errors validation names every field at once", func(t *testing.T) {
 		status, body := send(t, tester, "POST", edgeURL("/postback/update-fields?moja_auth_key="+fieldsKey), jsonType,
 			`{"call_log_id":"a","converted":"maybe","revenue_paid_out":"$5","no_payout_reason":"because"}`)
 		if status != 400 {
@@ -147,7 +147,7 @@ func TestRequestErrors(t *testing.T) {
 		}
 	})
 
-	t.Run("§2 405 carries Allow", func(t *testing.T) {
+	t.Run("partner-api#endpoints 405 carries Allow", func(t *testing.T) {
 		req, _ := http.NewRequest("DELETE", edgeURL("/postback/update-fields"), nil)
 		resp, err := tester.Client.Do(req)
 		if err != nil {
@@ -159,7 +159,7 @@ func TestRequestErrors(t *testing.T) {
 		}
 	})
 
-	t.Run("§3.1 bearer key", func(t *testing.T) {
+	t.Run("partner-api#authentication bearer key", func(t *testing.T) {
 		req, _ := http.NewRequest("POST", edgeURL("/postback/update-fields"), strings.NewReader(`{"call_log_id":"bearer-1","converted":true}`))
 		req.Header.Set("Authorization", "Bearer "+fieldsKey)
 		resp, err := tester.Client.Do(req)
@@ -177,7 +177,7 @@ func TestRequestErrors(t *testing.T) {
 	}
 }
 
-// §6.3: when every call failed, the status is the failure's.
+// partner-api#status-codes: when every call failed, the status is the failure's.
 func TestFailureClasses(t *testing.T) {
 	store := newScriptedStore(t)
 	store.set("gone-1", "gone")
@@ -214,7 +214,7 @@ func TestFailureClasses(t *testing.T) {
 	})
 }
 
-// §8: a live call's update waits, later ones queue behind it, and
+// operations#the-queue: a live call's update waits, later ones queue behind it, and
 // call-completed applies them in order.
 func TestLiveCallQueuedThenApplied(t *testing.T) {
 	store := newScriptedStore(t)
@@ -224,19 +224,19 @@ func TestLiveCallQueuedThenApplied(t *testing.T) {
 
 	status, body := send(t, tester, "POST", url, jsonType, `{"call_log_id":"live-e2e","reason":"first"}`)
 	if status != 202 {
-		t.Fatalf("§6.3 status %d, want 202: %s", status, body)
+		t.Fatalf("partner-api#status-codes status %d, want 202: %s", status, body)
 	}
 	jsonEqual(t, body, `{"call_log_ids":["live-e2e"],"failed_call_log_ids":[],"queued_call_log_ids":["live-e2e"]}`)
 
 	// The call completes, but the platform has not said so yet: a new
-	// update must still wait behind the first (§8.2).
+	// update must still wait behind the first (operations#order).
 	store.set("live-e2e", "completed")
 	status, body = send(t, tester, "POST", url, jsonType, `{"call_log_id":"live-e2e","reason":"second"}`)
 	if status != 202 {
-		t.Fatalf("§8.2 second update: status %d, want 202: %s", status, body)
+		t.Fatalf("operations#order second update: status %d, want 202: %s", status, body)
 	}
 	if got := store.applied("live-e2e"); len(got) != 0 {
-		t.Fatalf("§8.2 an update overtook the queue: %q", got)
+		t.Fatalf("operations#order an update overtook the queue: %q", got)
 	}
 
 	status, body = send(t, tester, "POST", edgeURL("/postback/call-completed"), jsonType, `{"call_log_id":"live-e2e"}`)
@@ -245,7 +245,7 @@ func TestLiveCallQueuedThenApplied(t *testing.T) {
 	}
 	status, body = send(t, tester, "POST", edgeURL("/postback/call-completed?moja_auth_key="+platformKey), jsonType, `{"call_log_id":["live-e2e","nothing-queued"]}`)
 	if status != 202 {
-		t.Fatalf("§8.3 call-completed: status %d: %s", status, body)
+		t.Fatalf("operations#completion-and-dead-letters call-completed: status %d: %s", status, body)
 	}
 	jsonEqual(t, body, `{"call_log_ids":["live-e2e"]}`)
 
@@ -255,7 +255,7 @@ func TestLiveCallQueuedThenApplied(t *testing.T) {
 	}
 	got := store.applied("live-e2e")
 	if len(got) != 2 || got[0] != `{"reason":"first"}` || got[1] != `{"reason":"second"}` {
-		t.Fatalf("§8.2 applied %q, want first then second", got)
+		t.Fatalf("operations#order applied %q, want first then second", got)
 	}
 	// Drained: the next update goes straight to the call store.
 	status, body = send(t, tester, "POST", url, jsonType, `{"call_log_id":"live-e2e","reason":"third"}`)
@@ -264,7 +264,7 @@ func TestLiveCallQueuedThenApplied(t *testing.T) {
 	}
 }
 
-// §4.4, §7.3: a batch of 50 is fanned out concurrently, within the bound.
+// partner-api#batches, operations#connections-and-deadlines: a batch of 50 is fanned out concurrently, within the bound.
 func TestBatchOf50IsConcurrent(t *testing.T) {
 	store := newScriptedStore(t)
 	store.delay = 50 * time.Millisecond
@@ -285,11 +285,11 @@ func TestBatchOf50IsConcurrent(t *testing.T) {
 	}
 	peak := store.peak.Load()
 	if peak < 8 || peak > 16 {
-		t.Fatalf("§7.3 peak concurrent PATCHes %d, want between 8 and max_concurrency 16", peak)
+		t.Fatalf("operations#connections-and-deadlines peak concurrent PATCHes %d, want between 8 and max_concurrency 16", peak)
 	}
 }
 
-// §4.3, §7.2: a phone number resolves to the most recent call.
+// partner-api#identifying-calls, operations#finding-a-call-by-phone-number: a phone number resolves to the most recent call.
 func TestPhoneNumber(t *testing.T) {
 	store := newScriptedStore(t)
 	store.phones["+15551234567"] = "phone-call-1"
@@ -306,7 +306,7 @@ func TestPhoneNumber(t *testing.T) {
 	jsonEqual(t, body, `{"call_log_ids":[],"failed_call_log_ids":["+15550000000"],"errors":{"+15550000000":{"code":"not_found","message":"no call found for this phone number"}}}`)
 }
 
-// §3.3: a key of one account cannot touch another account's call.
+// partner-api#accounts: a key of one account cannot touch another account's call.
 func TestAccountScoping(t *testing.T) {
 	store := newScriptedStore(t)
 	store.accounts["acct1-call"] = "acct_1"

@@ -12,7 +12,7 @@ import (
 	"github.com/tidwall/gjson"
 )
 
-// The call store failing in every way (§6.3, §7.1): retried where it can
+// The call store failing in every way (partner-api#status-codes, operations#updating-a-call): retried where it can
 // be, and otherwise each call reported with the class of its failure.
 func TestCallStoreFaults(t *testing.T) {
 	store := newScriptedStore(t)

@@ -17,15 +17,15 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/callpostback/caddy-postback/internal/ratelimit"
 	"github.com/callpostback/caddy-postback/postback"
-	"github.com/callpostback/caddy-postback/postback/ratelimit"
 )
 
 func init() {
 	caddy.RegisterModule(new(Handler))
 }
 
-// Handler terminates partner postbacks (SPEC §2–§6). The endpoint is the
+// Handler terminates partner postbacks (docs/partner-api.md#endpoints–partner-api#responses). The endpoint is the
 // last segment of the request path: update-revenue, update-tags,
 // update-fields, or call-completed.
 type Handler struct {
@@ -62,7 +62,7 @@ type Handler struct {
 	logger  *zap.Logger
 }
 
-// WebhookConfig is one partner integration (SPEC §3.2).
+// WebhookConfig is one partner integration (docs/operations.md#webhooks-and-keys).
 type WebhookConfig struct {
 	// Name identifies the webhook in logs and upstream as
 	// X-Postback-Webhook.
@@ -255,7 +255,7 @@ func (h *Handler) serve(r *http.Request, ep postback.Endpoint, requestID string)
 	return answer{webhook: webhook.Name, status: status, body: out}
 }
 
-// serveCompleted schedules the named calls for draining (SPEC §8.3a).
+// serveCompleted schedules the named calls for draining (docs/operations.md#completion-and-dead-letters).
 func (h *Handler) serveCompleted(r *http.Request, webhook *postback.Webhook, body []byte, kind postback.BodyKind) answer {
 	ids, perr := h.parser.ParseCompleted(r.URL.RawQuery, body, kind)
 	if perr != nil {
@@ -312,7 +312,7 @@ func (h *Handler) authKey(r *http.Request) string {
 }
 
 // readBody reads a POST body within MaxBody and says how to parse it
-// (SPEC §4.1, §4.6).
+// (docs/partner-api.md#request-format, partner-api#limits).
 func (h *Handler) readBody(r *http.Request) ([]byte, postback.BodyKind, *postback.Error) {
 	if r.Method != http.MethodPost {
 		return nil, postback.BodyNone, nil
@@ -388,7 +388,7 @@ func writeJSON(w http.ResponseWriter, status int, body []byte) error {
 	return err
 }
 
-// errorAnswer is a request-level error as the body of §6.2: the handler
+// errorAnswer is a request-level error as the body of partner-api#errors: the handler
 // writes it itself rather than leaving Caddy's error routes to write an
 // empty one.
 func errorAnswer(webhook string, e *postback.Error) answer {

@@ -46,7 +46,7 @@ type patchRecord struct {
 	Body    string
 }
 
-// scriptedStore is a real HTTP call store (SPEC §7) whose answers each test
+// scriptedStore is a real HTTP call store (docs/operations.md#call-store-api) whose answers each test
 // sets per call: "completed" (default), "live", "gone" (404), "refuse"
 // (422), "error" (503), "hang", "busy-once" (429 with Retry-After, then
 // applied), "flaky" (three 503s, then applied), "teapot" (418),
@@ -177,10 +177,10 @@ const (
 	revenueKey   = "revenue-key-0001"
 	tagsKey      = "tags-key-0001"
 	otherAcctKey = "other-account-key"
-	platformKey  = "password" // key_sha256 below is its digest, as in SPEC §9
+	platformKey  = "password" // key_sha256 below is its digest, as in docs/operations.md#configuration
 )
 
-// edgeConfig is the Caddyfile of SPEC §9 pointed at store, with a webhook
+// edgeConfig is the Caddyfile of docs/operations.md#configuration pointed at store, with a webhook
 // of each type. extra goes into the postback directive.
 func edgeConfig(storeURL, globalExtra, extra string) string {
 	return fmt.Sprintf(`{
@@ -266,10 +266,10 @@ func send(t *testing.T, tester *caddytest.Tester, method, url, contentType, body
 	defer resp.Body.Close()
 	out, _ := io.ReadAll(resp.Body)
 	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
-		t.Errorf("§6.1 Content-Type = %q, want application/json (body %s)", ct, out)
+		t.Errorf("partner-api#responses Content-Type = %q, want application/json (body %s)", ct, out)
 	}
 	if !gjson.ValidBytes(out) {
-		t.Errorf("§6.1 body is not JSON: %s", out)
+		t.Errorf("partner-api#responses body is not JSON: %s", out)
 	}
 	return resp.StatusCode, string(out)
 }

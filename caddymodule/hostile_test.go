@@ -41,7 +41,7 @@ func TestHostileRequests(t *testing.T) {
 		{"duplicate key at the top", "", jsonType, `{"call_log_id":"a","converted":true,"converted":true}`, 400, "given twice"},
 		{"duplicate key inside fields", "", jsonType, `{"call_log_id":"a","fields":{"reason":"x","reason":"y"}}`, 400, "given twice"},
 		{"duplicate key inside add", "", jsonType, `{"call_log_id":"a","add":{"k":"1","k":"2"}}`, 400, "given twice"},
-		{"nesting one level too deep (§4.6)", "", jsonType, deep, 400, "deeper than 8"},
+		{"nesting one level too deep (partner-api#limits)", "", jsonType, deep, 400, "deeper than 8"},
 		{"nesting 50 000 levels deep", "", jsonType, veryDeep, 413, "larger than"},
 		{"huge number", "", jsonType, `{"call_log_id":"a","revenue_paid_out":` + strings.Repeat("9", 400) + `}`, 400, "too large"},
 		{"exponent number", "", jsonType, `{"call_log_id":"a","revenue_paid_out":2.5e1}`, 400, "exponent"},
@@ -84,7 +84,7 @@ func TestHostileRequests(t *testing.T) {
 }
 
 // Ids that look like paths reach the call store as one escaped segment of
-// /v1/calls/, never another path (§7.1).
+// /v1/calls/, never another path (operations#updating-a-call).
 func TestHostileIDsStayInTheirSegment(t *testing.T) {
 	store := newScriptedStore(t)
 	tester := startEdge(t, edgeConfig(store.URL, "", ""))

@@ -6,7 +6,7 @@ import (
 )
 
 // Metrics count postbacks and calls by webhook and outcome, on Caddy's
-// admin /metrics, and never carry a key (§3.2).
+// admin /metrics, and never carry a key (operations#webhooks-and-keys).
 func TestMetrics(t *testing.T) {
 	store := newScriptedStore(t)
 	store.set("metrics-gone", "gone")

@@ -3,8 +3,8 @@ package caddymodule
 import (
 	"github.com/caddyserver/caddy/v2"
 
-	"github.com/callpostback/caddy-postback/postback/queue"
-	"github.com/callpostback/caddy-postback/postback/ratelimit"
+	"github.com/callpostback/caddy-postback/internal/queue"
+	"github.com/callpostback/caddy-postback/internal/ratelimit"
 )
 
 // queuePool keeps a queue alive across config reloads: the old and the new
@@ -30,7 +30,7 @@ func (p pooledQueue) Destruct() error {
 }
 
 // provisionQueue takes the app's queue from the pool: Redis when
-// configured, else the in-memory queue (SPEC §8.5).
+// configured, else the in-memory queue (docs/operations.md#the-memory-queue).
 func (a *App) provisionQueue(repl *caddy.Replacer) error {
 	if a.Redis != nil {
 		return a.provisionRedis(repl)

@@ -16,12 +16,12 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
-	"github.com/callpostback/caddy-postback/postback/ratelimit"
-	"github.com/callpostback/caddy-postback/postback/redisqueue"
+	"github.com/callpostback/caddy-postback/internal/ratelimit"
+	"github.com/callpostback/caddy-postback/internal/redisqueue"
 )
 
 // RedisConfig puts the queue in Redis, shared by every Caddy instance that
-// points at it (SPEC §8.4): a single node, Sentinel or Cluster. Values may
+// points at it (docs/operations.md#several-instances): a single node, Sentinel or Cluster. Values may
 // hold placeholders such as {env.REDIS_PASSWORD}.
 type RedisConfig struct {
 	// URL of a single node: redis://[user:password@]host:port/db, or

@@ -11,7 +11,7 @@ import (
 )
 
 // The Redis client is shared by the old and the new config of a reload,
-// and closed when the last config using it is cleaned up (§8.4).
+// and closed when the last config using it is cleaned up (operations#several-instances).
 func TestRedisClientSharedAcrossReloads(t *testing.T) {
 	srv := redistest.Start(t)
 	provision := func() *App {

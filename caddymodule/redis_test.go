@@ -14,7 +14,7 @@ import (
 	"github.com/callpostback/caddy-postback/internal/redistest"
 )
 
-// §8: the queue in Redis, through Caddy: a live call's update is stored in
+// operations#the-queue: the queue in Redis, through Caddy: a live call's update is stored in
 // Redis and applied once the call completes.
 func TestRedisQueueThroughCaddy(t *testing.T) {
 	srv := redistest.Start(t)
@@ -28,7 +28,7 @@ func TestRedisQueueThroughCaddy(t *testing.T) {
 	}
 }
 
-// §8.4: Redis Cluster with three masters; every key of a call shares a slot.
+// operations#several-instances: Redis Cluster with three masters; every key of a call shares a slot.
 func TestRedisClusterThroughCaddy(t *testing.T) {
 	cluster := redistest.StartCluster(t, 3)
 	store := newScriptedStore(t)
@@ -43,17 +43,17 @@ func liveQueuedThenApplied(t *testing.T, tc *caddytest.Tester, store *scriptedSt
 	for _, reason := range []string{"first", "second"} {
 		status, body := send(t, tc, "POST", url, jsonType, fmt.Sprintf(`{"call_log_id":%q,"reason":%q}`, id, reason))
 		if status != 202 {
-			t.Fatalf("§8.1 status %d: %s", status, body)
+			t.Fatalf("operations#the-queue status %d: %s", status, body)
 		}
 	}
 	store.set(id, "completed")
 	status, body := send(t, tc, "POST", edgeURL("/postback/call-completed?moja_auth_key="+platformKey), jsonType, fmt.Sprintf(`{"call_log_id":%q}`, id))
 	if status != 202 || !strings.Contains(body, id) {
-		t.Fatalf("§8.3 call-completed: %d %s", status, body)
+		t.Fatalf("operations#completion-and-dead-letters call-completed: %d %s", status, body)
 	}
 	waitFor(t, "the queued updates", func() bool { return len(store.applied(id)) == 2 })
 	if got := strings.Join(store.applied(id), " "); got != `{"reason":"first"} {"reason":"second"}` {
-		t.Fatalf("§8.2 applied %s", got)
+		t.Fatalf("operations#order applied %s", got)
 	}
 }
 
@@ -70,7 +70,7 @@ func TestRedisDownWhileRequestsArrive(t *testing.T) {
 	srv.Stop()
 	status, body := send(t, tester, "POST", url, jsonType, `{"call_log_id":"down-live","converted":true}`)
 	if status != 503 {
-		t.Fatalf("§8.1 live call with Redis down: status %d: %s", status, body)
+		t.Fatalf("operations#the-queue live call with Redis down: status %d: %s", status, body)
 	}
 	jsonEqual(t, body, `{"call_log_ids":[],"failed_call_log_ids":["down-live"],"errors":{"down-live":{"code":"queue_unavailable","message":"the call is in progress and the update could not be queued"}}}`)
 	status, body = send(t, tester, "POST", url, jsonType, `{"call_log_id":["down-done","down-live"],"converted":true}`)

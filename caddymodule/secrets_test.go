@@ -9,7 +9,7 @@ import (
 	"testing"
 )
 
-// §3.2: no key in any log line. The whole README scenario runs against
+// operations#webhooks-and-keys: no key in any log line. The whole README scenario runs against
 // Caddyfile.example with the plugin logging at debug level and Caddy's
 // access log as configured there; then every log is searched for every key.
 func TestNoKeyInAnyLog(t *testing.T) {

@@ -9,7 +9,7 @@ import (
 	"github.com/tidwall/gjson"
 )
 
-// §3.3: a key of one account can never read, change or even learn of a
+// partner-api#accounts: a key of one account can never read, change or even learn of a
 // call of another account. Run against the reference call store, which
 // scopes by X-Account-Id as a platform's must.
 func TestTenancyThroughReferenceCallStore(t *testing.T) {

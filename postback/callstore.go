@@ -19,7 +19,7 @@ import (
 	"golang.org/x/net/http/httpguts"
 )
 
-// CallStoreConfig configures the client of the call-store API (SPEC §7).
+// CallStoreConfig configures the client of the call-store API (docs/operations.md#call-store-api).
 type CallStoreConfig struct {
 	// URL is the call store's base, e.g. http://127.0.0.1:9090.
 	URL string
@@ -27,7 +27,7 @@ type CallStoreConfig struct {
 	// answer.
 	Timeout time.Duration
 	// MaxConcurrency is the fan-out bound; the pool keeps at least this
-	// many connections to the call store (§7.3).
+	// many connections to the call store (operations#connections-and-deadlines).
 	MaxConcurrency int
 	// MaxIdle is how many connections the pool keeps: as many as may be in
 	// flight at once, so a burst of batches does not redial.
@@ -49,7 +49,7 @@ type Target struct {
 	RequestID string
 }
 
-// CallStore is the client of SPEC §7. It is safe for concurrent use.
+// CallStore is the client of docs/operations.md#call-store-api. It is safe for concurrent use.
 type CallStore struct {
 	base string
 	// fasthttp rather than net/http: the request is written and the answer
@@ -194,7 +194,7 @@ func (c *CallStore) Close() { c.client.CloseIdleConnections() }
 // usable; later requests dial again.
 func (c *CallStore) Abort() { c.conns.closeAll() }
 
-// Patch sends one update to one call (SPEC §7.1), retrying what can be
+// Patch sends one update to one call (docs/operations.md#updating-a-call), retrying what can be
 // retried until ctx's deadline.
 func (c *CallStore) Patch(ctx context.Context, t Target, callLogID string, patch []byte) Outcome {
 	return c.patchBy(ctx, time.Time{}, t, callLogID, patch)
@@ -226,7 +226,7 @@ func (c *CallStore) patchBy(ctx context.Context, deadline time.Time, t Target, c
 }
 
 // Resolve finds the most recent call of a phone number in the target's
-// account (SPEC §7.2).
+// account (docs/operations.md#finding-a-call-by-phone-number).
 func (c *CallStore) Resolve(ctx context.Context, t Target, phone string) (string, Outcome) {
 	return c.resolveBy(ctx, time.Time{}, t, phone)
 }
@@ -272,7 +272,7 @@ func retryable(status int) bool {
 }
 
 // do runs attempts until one gives a final answer or no time is left; the
-// outcome is the last attempt's (SPEC §7.1).
+// outcome is the last attempt's (docs/operations.md#updating-a-call).
 func (c *CallStore) do(ctx context.Context, deadline time.Time, method, u string, t Target, body []byte, classify func(int, []byte) Outcome) (Outcome, int) {
 	if dl, ok := ctx.Deadline(); ok && (deadline.IsZero() || dl.Before(deadline)) {
 		deadline = dl
@@ -336,7 +336,7 @@ func (c *CallStore) attempt(ctx context.Context, deadline time.Time, method, u s
 		req.SetBodyRaw(body)
 	}
 	req.Header.Set("Accept", "application/json")
-	// Set, not Add: a configured header never replaces these (§3.3).
+	// Set, not Add: a configured header never replaces these (partner-api#accounts).
 	setOrDel(&req.Header, "X-Account-Id", t.Account)
 	setOrDel(&req.Header, "X-Request-Id", t.RequestID)
 	setOrDel(&req.Header, "X-Postback-Webhook", t.Webhook)
@@ -403,7 +403,7 @@ func retryAfter(v string) time.Duration {
 
 // EscapeCallLogID escapes an id into one path segment: every byte outside
 // the unreserved set is percent-encoded, and so are the dots of "." and
-// "..", so that no id can reach another path of the call store (SPEC §7.1).
+// "..", so that no id can reach another path of the call store (docs/operations.md#updating-a-call).
 func EscapeCallLogID(id string) string {
 	if id == "." || id == ".." {
 		return strings.Repeat("%2E", len(id))

@@ -18,7 +18,7 @@ import (
 	"time"
 )
 
-// storeDouble is a call store of SPEC §7 served over real HTTP on
+// storeDouble is a call store of docs/operations.md#call-store-api served over real HTTP on
 // 127.0.0.1, shared by the tests of the call-store client, the edge and
 // the drainer: calls with a state and an account, the requests it got in
 // order, the peak of requests in flight, and the connections it accepted.
@@ -42,7 +42,7 @@ type storeDouble struct {
 
 type doubleCall struct {
 	state   string // "live" or "completed"
-	account string // when set, only this X-Account-Id finds the call (§3.3)
+	account string // when set, only this X-Account-Id finds the call (partner-api#accounts)
 	reject  string // when set, a PATCH is answered 422 with this message
 }
 
@@ -287,7 +287,7 @@ func closedPortURL(t *testing.T) string {
 
 func TestCallStorePatchRequest(t *testing.T) {
 	t.Parallel()
-	t.Run("§7.1 PATCH /v1/calls/{id} with the body and the headers of the contract", func(t *testing.T) {
+	t.Run("operations#updating-a-call PATCH /v1/calls/{id} with the body and the headers of the contract", func(t *testing.T) {
 		t.Parallel()
 		s := newStoreDouble(t)
 		s.addCall("abc-123", "completed", "acct_1")
@@ -319,7 +319,7 @@ func TestCallStorePatchRequest(t *testing.T) {
 			}
 		}
 	})
-	t.Run("§3.3 a configured X-Account-Id header never replaces the webhook's account", func(t *testing.T) {
+	t.Run("partner-api#accounts a configured X-Account-Id header never replaces the webhook's account", func(t *testing.T) {
 		t.Parallel()
 		s := newStoreDouble(t)
 		s.addCall("abc-123", "completed", "acct_1")
@@ -333,7 +333,7 @@ func TestCallStorePatchRequest(t *testing.T) {
 			t.Errorf("X-Account-Id = %q, want only acct_1", got)
 		}
 	})
-	t.Run("§3.3 a webhook without an account sends no X-Account-Id", func(t *testing.T) {
+	t.Run("partner-api#accounts a webhook without an account sends no X-Account-Id", func(t *testing.T) {
 		t.Parallel()
 		s := newStoreDouble(t)
 		s.addCall("abc-123", "completed", "")
@@ -346,7 +346,7 @@ func TestCallStorePatchRequest(t *testing.T) {
 			t.Errorf("headers %v: want no X-Account-Id and X-Postback-Webhook platform", h)
 		}
 	})
-	t.Run("§7.1 a base URL with a trailing slash or a path prefix", func(t *testing.T) {
+	t.Run("operations#updating-a-call a base URL with a trailing slash or a path prefix", func(t *testing.T) {
 		t.Parallel()
 		s := newStoreDouble(t)
 		c := newTestCallStore(t, s.srv.URL+"/")
@@ -360,7 +360,7 @@ func TestCallStorePatchRequest(t *testing.T) {
 	})
 }
 
-// trickyIDs are call_log_ids a partner may send (all valid under §4.3)
+// trickyIDs are call_log_ids a partner may send (all valid under partner-api#identifying-calls)
 // that would reach another path if they were not escaped.
 var trickyIDs = []string{
 	"abc-123", "a/b", "../admin", "..", ".", "...", "a/../../b", "%", "%2F", "%2e%2e", "a%2Fb",
@@ -370,7 +370,7 @@ var trickyIDs = []string{
 
 func TestEscapeCallLogIDReachesOneSegment(t *testing.T) {
 	t.Parallel()
-	// §7.1: "The id is path-escaped, so no id can reach another path of
+	// operations#updating-a-call: "The id is path-escaped, so no id can reach another path of
 	// the call store." The call store must see exactly one segment under
 	// /v1/calls/, no query, and unescaping it must give the id back.
 	s := newStoreDouble(t)
@@ -408,7 +408,7 @@ func TestEscapeCallLogIDReachesOneSegment(t *testing.T) {
 
 func TestEscapeCallLogIDRoundTrip(t *testing.T) {
 	t.Parallel()
-	t.Run("§7.1 any id escapes to one segment of unreserved characters and escapes, and back", func(t *testing.T) {
+	t.Run("operations#updating-a-call any id escapes to one segment of unreserved characters and escapes, and back", func(t *testing.T) {
 		// Any byte string, valid UTF-8 or not: only unreserved characters and
 		// %XX escapes, never a dot segment, and it unescapes to the id.
 		rng := rand.New(rand.NewPCG(1, 2))
@@ -490,25 +490,25 @@ func TestCallStorePatchAnswers(t *testing.T) {
 		message  string // a substring of the outcome's message
 		requests int    // 0: more than one
 	}{
-		{"§7.1 200 applied", answerWith(200, `{"ok":true}`), Applied, "", 1},
-		{"§7.1 204 applied", answerWith(204, ``), Applied, "", 1},
-		{"§7.1 200 with a garbage body is applied", answerWith(200, `<html>oops`), Applied, "", 1},
-		{"§7.1 404 not found", answerWith(404, `{"error":"nope"}`), NotFound, "call not found", 1},
-		{"§7.1 404 with a garbage body", answerWith(404, `<html>`), NotFound, "call not found", 1},
-		{"§7.1 409 live", answerWith(409, `{"state":"live"}`), Live, "", 1},
-		{"§7.1 409 without live is upstream_error, not retried", answerWith(409, `{"state":"completed"}`), UpstreamError, "409", 1},
-		{"§7.1 409 with no body is upstream_error", answerWith(409, ``), UpstreamError, "409", 1},
-		{"§7.1 409 with live nested elsewhere is not live", answerWith(409, `{"call":{"state":"live"}}`), UpstreamError, "409", 1},
-		{"§7.1 422 passes the call store's message on", answerWith(422, `{"message":"revenue above campaign cap"}`), Rejected, "revenue above campaign cap", 1},
-		{"§7.1 422 without a message", answerWith(422, `{}`), Rejected, "rejected the update", 1},
-		{"§7.1 422 with a garbage body", answerWith(422, `<html>`), Rejected, "rejected the update", 1},
-		{"§7.1 400 is upstream_error, not retried", answerWith(400, `{"message":"bad"}`), UpstreamError, "400", 1},
-		{"§7.1 429 is retried", answerSequence(429, 200), Applied, "", 2},
-		{"§7.1 a 5xx burst is retried", answerSequence(503, 502, 500, 504, 200), Applied, "", 5},
-		{"§7.1 5xx until the deadline is upstream_error", answerWith(503, `{}`), UpstreamError, "503", 0},
-		{"§7.1 429 until the deadline is upstream_error", answerWith(429, `{}`), UpstreamError, "429", 0},
-		{"§7.1 a redirect is not followed", answerWith(302, ``, "Location", "/v1/calls/other"), UpstreamError, "302", 1},
-		{"§7.1 a 307 redirect is not followed", answerWith(307, ``, "Location", "/v1/calls/other"), UpstreamError, "307", 1},
+		{"operations#updating-a-call 200 applied", answerWith(200, `{"ok":true}`), Applied, "", 1},
+		{"operations#updating-a-call 204 applied", answerWith(204, ``), Applied, "", 1},
+		{"operations#updating-a-call 200 with a garbage body is applied", answerWith(200, `<html>oops`), Applied, "", 1},
+		{"operations#updating-a-call 404 not found", answerWith(404, `{"error":"nope"}`), NotFound, "call not found", 1},
+		{"operations#updating-a-call 404 with a garbage body", answerWith(404, `<html>`), NotFound, "call not found", 1},
+		{"operations#updating-a-call 409 live", answerWith(409, `{"state":"live"}`), Live, "", 1},
+		{"operations#updating-a-call 409 without live is upstream_error, not retried", answerWith(409, `{"state":"completed"}`), UpstreamError, "409", 1},
+		{"operations#updating-a-call 409 with no body is upstream_error", answerWith(409, ``), UpstreamError, "409", 1},
+		{"operations#updating-a-call 409 with live nested elsewhere is not live", answerWith(409, `{"call":{"state":"live"}}`), UpstreamError, "409", 1},
+		{"operations#updating-a-call 422 passes the call store's message on", answerWith(422, `{"message":"revenue above campaign cap"}`), Rejected, "revenue above campaign cap", 1},
+		{"operations#updating-a-call 422 without a message", answerWith(422, `{}`), Rejected, "rejected the update", 1},
+		{"operations#updating-a-call 422 with a garbage body", answerWith(422, `<html>`), Rejected, "rejected the update", 1},
+		{"operations#updating-a-call 400 is upstream_error, not retried", answerWith(400, `{"message":"bad"}`), UpstreamError, "400", 1},
+		{"operations#updating-a-call 429 is retried", answerSequence(429, 200), Applied, "", 2},
+		{"operations#updating-a-call a 5xx burst is retried", answerSequence(503, 502, 500, 504, 200), Applied, "", 5},
+		{"operations#updating-a-call 5xx until the deadline is upstream_error", answerWith(503, `{}`), UpstreamError, "503", 0},
+		{"operations#updating-a-call 429 until the deadline is upstream_error", answerWith(429, `{}`), UpstreamError, "429", 0},
+		{"operations#updating-a-call a redirect is not followed", answerWith(302, ``, "Location", "/v1/calls/other"), UpstreamError, "302", 1},
+		{"operations#updating-a-call a 307 redirect is not followed", answerWith(307, ``, "Location", "/v1/calls/other"), UpstreamError, "307", 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -547,7 +547,7 @@ func TestCallStorePatchAnswers(t *testing.T) {
 
 func TestCallStorePatchNoAnswer(t *testing.T) {
 	t.Parallel()
-	t.Run("§7.1 a call store that never answers is upstream_timeout, within the deadline", func(t *testing.T) {
+	t.Run("operations#updating-a-call a call store that never answers is upstream_timeout, within the deadline", func(t *testing.T) {
 		t.Parallel()
 		s := newStoreDouble(t)
 		s.setHook(func(_ http.ResponseWriter, r *http.Request, _ int, _ string, _ []byte) bool {
@@ -568,7 +568,7 @@ func TestCallStorePatchNoAnswer(t *testing.T) {
 			t.Errorf("took %v, past the 500ms deadline", elapsed)
 		}
 	})
-	t.Run("§7.1 a refused connection is upstream_error, retried until the deadline", func(t *testing.T) {
+	t.Run("operations#updating-a-call a refused connection is upstream_error, retried until the deadline", func(t *testing.T) {
 		t.Parallel()
 		c, deadline := untilDeadlineClient(t, closedPortURL(t))
 		start := time.Now()
@@ -593,7 +593,7 @@ func TestCallStorePatchNoAnswer(t *testing.T) {
 			return true
 		}
 	}
-	t.Run("§7.1 a connection closed without an answer is retried", func(t *testing.T) {
+	t.Run("operations#updating-a-call a connection closed without an answer is retried", func(t *testing.T) {
 		t.Parallel()
 		s := newStoreDouble(t)
 		s.addCall("abc-123", "completed", "acct_1")
@@ -604,7 +604,7 @@ func TestCallStorePatchNoAnswer(t *testing.T) {
 			t.Errorf("outcome %v %q, want applied on the retry", out.Class.Code(), out.Message)
 		}
 	})
-	t.Run("§7.1 connections always closed without an answer fail the call", func(t *testing.T) {
+	t.Run("operations#updating-a-call connections always closed without an answer fail the call", func(t *testing.T) {
 		t.Parallel()
 		s := newStoreDouble(t)
 		s.setHook(closeFirst(1 << 30))
@@ -619,7 +619,7 @@ func TestCallStorePatchNoAnswer(t *testing.T) {
 			t.Errorf("%d attempts, want retries", n)
 		}
 	})
-	t.Run("§7.1 a cancelled request stops at once", func(t *testing.T) {
+	t.Run("operations#updating-a-call a cancelled request stops at once", func(t *testing.T) {
 		t.Parallel()
 		s := newStoreDouble(t)
 		s.setHook(answerWith(503, `{}`))
@@ -637,7 +637,7 @@ func TestCallStorePatchNoAnswer(t *testing.T) {
 func TestCallStoreRetryAfter(t *testing.T) {
 	// Not parallel: a failure of the busy-loop case below burns CPU that
 	// the timing of other tests would feel.
-	t.Run("§7.1 Retry-After in seconds is honored", func(t *testing.T) {
+	t.Run("operations#updating-a-call Retry-After in seconds is honored", func(t *testing.T) {
 		t.Parallel()
 		s := newStoreDouble(t)
 		s.setHook(func(w http.ResponseWriter, _ *http.Request, n int, _ string, _ []byte) bool {
@@ -659,7 +659,7 @@ func TestCallStoreRetryAfter(t *testing.T) {
 			t.Errorf("retried after %v, before the 1s of Retry-After", gap)
 		}
 	})
-	t.Run("§7.1 Retry-After beyond the deadline is not waited for", func(t *testing.T) {
+	t.Run("operations#updating-a-call Retry-After beyond the deadline is not waited for", func(t *testing.T) {
 		t.Parallel()
 		s := newStoreDouble(t)
 		s.setHook(answerWith(503, `{}`, "Retry-After", "30"))
@@ -676,7 +676,7 @@ func TestCallStoreRetryAfter(t *testing.T) {
 			t.Errorf("%d requests, want 1: there is no time for the retry", n)
 		}
 	})
-	t.Run("§7.1 a Retry-After date in the past falls back to the backoff", func(t *testing.T) {
+	t.Run("operations#updating-a-call a Retry-After date in the past falls back to the backoff", func(t *testing.T) {
 		t.Parallel()
 		s := newStoreDouble(t)
 		s.setHook(func(w http.ResponseWriter, _ *http.Request, n int, _ string, _ []byte) bool {
@@ -693,7 +693,7 @@ func TestCallStoreRetryAfter(t *testing.T) {
 			t.Errorf("outcome %v %q, want applied on the retry", out.Class.Code(), out.Message)
 		}
 	})
-	t.Run("§7.1 an absurd Retry-After does not turn the retries into a busy loop", func(t *testing.T) {
+	t.Run("operations#updating-a-call an absurd Retry-After does not turn the retries into a busy loop", func(t *testing.T) {
 		// 10000000000 seconds overflows a time.Duration: a call store that
 		// sends it must not be hammered without any pause.
 		s := newStoreDouble(t)
@@ -710,7 +710,7 @@ func TestCallStoreRetryAfter(t *testing.T) {
 
 func TestCallStoreResolve(t *testing.T) {
 	t.Parallel()
-	t.Run("§7.2 the most recent call of the number, in the webhook's account", func(t *testing.T) {
+	t.Run("operations#finding-a-call-by-phone-number the most recent call of the number, in the webhook's account", func(t *testing.T) {
 		t.Parallel()
 		s := newStoreDouble(t)
 		s.addCall("call-new", "completed", "acct_1")
@@ -730,7 +730,7 @@ func TestCallStoreResolve(t *testing.T) {
 			t.Errorf("headers %v lack the target's", r.header)
 		}
 	})
-	t.Run("§7.2 an empty list is not_found", func(t *testing.T) {
+	t.Run("operations#finding-a-call-by-phone-number an empty list is not_found", func(t *testing.T) {
 		t.Parallel()
 		s := newStoreDouble(t)
 		c := newTestCallStore(t, s.srv.URL)
@@ -739,7 +739,7 @@ func TestCallStoreResolve(t *testing.T) {
 			t.Errorf("Resolve = %q, %v; want not_found", id, out.Class.Code())
 		}
 	})
-	t.Run("§3.3 a call of another account is not found", func(t *testing.T) {
+	t.Run("partner-api#accounts a call of another account is not found", func(t *testing.T) {
 		t.Parallel()
 		s := newStoreDouble(t)
 		s.addCall("call-b", "completed", "acct_2")
@@ -755,16 +755,16 @@ func TestCallStoreResolve(t *testing.T) {
 		class Class
 		id    string
 	}{
-		{"§7.2 404 is not_found", answerWith(404, `{}`), NotFound, ""},
-		{"§7.2 garbage is upstream_error", answerWith(200, `<html>not json</html>`), UpstreamError, ""},
-		{"§7.2 no calls list is upstream_error", answerWith(200, `{}`), UpstreamError, ""},
-		{"§7.2 calls that is an object is upstream_error", answerWith(200, `{"calls":{"call_log_id":"x"}}`), UpstreamError, ""},
-		{"§7.2 calls that is a string is upstream_error", answerWith(200, `{"calls":"x"}`), UpstreamError, ""},
-		{"§7.2 an id with a space is upstream_error", answerWith(200, `{"calls":[{"call_log_id":"has space"}]}`), UpstreamError, ""},
-		{"§7.2 a numeric id is upstream_error", answerWith(200, `{"calls":[{"call_log_id":123}]}`), UpstreamError, ""},
-		{"§7.2 an empty id is upstream_error", answerWith(200, `{"calls":[{"call_log_id":""}]}`), UpstreamError, ""},
-		{"§7.2 an id of 129 characters is upstream_error", answerWith(200, `{"calls":[{"call_log_id":"`+strings.Repeat("x", 129)+`"}]}`), UpstreamError, ""},
-		{"§7.2 500 then the list is retried", func(w http.ResponseWriter, _ *http.Request, n int, _ string, _ []byte) bool {
+		{"operations#finding-a-call-by-phone-number 404 is not_found", answerWith(404, `{}`), NotFound, ""},
+		{"operations#finding-a-call-by-phone-number garbage is upstream_error", answerWith(200, `<html>not json</html>`), UpstreamError, ""},
+		{"operations#finding-a-call-by-phone-number no calls list is upstream_error", answerWith(200, `{}`), UpstreamError, ""},
+		{"operations#finding-a-call-by-phone-number calls that is an object is upstream_error", answerWith(200, `{"calls":{"call_log_id":"x"}}`), UpstreamError, ""},
+		{"operations#finding-a-call-by-phone-number calls that is a string is upstream_error", answerWith(200, `{"calls":"x"}`), UpstreamError, ""},
+		{"operations#finding-a-call-by-phone-number an id with a space is upstream_error", answerWith(200, `{"calls":[{"call_log_id":"has space"}]}`), UpstreamError, ""},
+		{"operations#finding-a-call-by-phone-number a numeric id is upstream_error", answerWith(200, `{"calls":[{"call_log_id":123}]}`), UpstreamError, ""},
+		{"operations#finding-a-call-by-phone-number an empty id is upstream_error", answerWith(200, `{"calls":[{"call_log_id":""}]}`), UpstreamError, ""},
+		{"operations#finding-a-call-by-phone-number an id of 129 characters is upstream_error", answerWith(200, `{"calls":[{"call_log_id":"`+strings.Repeat("x", 129)+`"}]}`), UpstreamError, ""},
+		{"operations#finding-a-call-by-phone-number 500 then the list is retried", func(w http.ResponseWriter, _ *http.Request, n int, _ string, _ []byte) bool {
 			if n == 1 {
 				answer(w, 500, `{}`)
 			} else {
@@ -772,8 +772,8 @@ func TestCallStoreResolve(t *testing.T) {
 			}
 			return true
 		}, Applied, "abc"},
-		{"§7.2 5xx until the deadline is upstream_error", answerWith(502, `{}`), UpstreamError, ""},
-		{"§7.2 a redirect is upstream_error", answerWith(301, ``, "Location", "/elsewhere"), UpstreamError, ""},
+		{"operations#finding-a-call-by-phone-number 5xx until the deadline is upstream_error", answerWith(502, `{}`), UpstreamError, ""},
+		{"operations#finding-a-call-by-phone-number a redirect is upstream_error", answerWith(301, ``, "Location", "/elsewhere"), UpstreamError, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -795,7 +795,7 @@ func TestCallStoreResolve(t *testing.T) {
 
 func TestCallStoreResolveMalformedIsNotNotFound(t *testing.T) {
 	t.Parallel()
-	t.Run("§7.2 a malformed look-up answer is upstream_error, not not_found", func(t *testing.T) {
+	t.Run("operations#finding-a-call-by-phone-number a malformed look-up answer is upstream_error, not not_found", func(t *testing.T) {
 		// A partner told not_found (404) believes the number has no call; an
 		// answer the call store got wrong is upstream_error (502), which tells
 		// the operator. These bodies are not a list of calls with an id.
@@ -822,7 +822,7 @@ func TestCallStoreResolveMalformedIsNotNotFound(t *testing.T) {
 
 func TestCallStoreConnectionReuse(t *testing.T) {
 	t.Parallel()
-	t.Run("§7.3 sequential PATCHes of every answer class share one connection", func(t *testing.T) {
+	t.Run("operations#connections-and-deadlines sequential PATCHes of every answer class share one connection", func(t *testing.T) {
 		t.Parallel()
 		s := newStoreDouble(t)
 		big := `{"pad":"` + strings.Repeat("x", 100<<10) + `"}`
@@ -860,7 +860,7 @@ func TestCallStoreConnectionReuse(t *testing.T) {
 			t.Errorf("%d connections for sequential requests, want 1 reused", n)
 		}
 	})
-	t.Run("§7.3 concurrent PATCHes reuse a pooled set of connections", func(t *testing.T) {
+	t.Run("operations#connections-and-deadlines concurrent PATCHes reuse a pooled set of connections", func(t *testing.T) {
 		t.Parallel()
 		s := newStoreDouble(t)
 		s.setHook(answerWith(204, ``))
@@ -900,7 +900,7 @@ func TestCallStoreConnectionReuse(t *testing.T) {
 func TestNewCallStoreURL(t *testing.T) {
 	t.Parallel()
 	for _, bad := range []string{"", " ", "127.0.0.1:9090", "localhost:9090", "ftp://127.0.0.1/", "http://", "http:///v1", "/v1/calls", "http://a b", "mailto:ops@example.com", "unix:///run/cs.sock"} {
-		t.Run("§9 refused: "+strconv.Quote(bad), func(t *testing.T) {
+		t.Run("operations#configuration refused: "+strconv.Quote(bad), func(t *testing.T) {
 			t.Parallel()
 			c, err := NewCallStore(CallStoreConfig{URL: bad})
 			if err == nil {
@@ -913,7 +913,7 @@ func TestNewCallStoreURL(t *testing.T) {
 		})
 	}
 	for _, good := range []string{"http://127.0.0.1:9090", "https://calls.internal/", "http://[::1]:9090/api"} {
-		t.Run("§9 accepted: "+good, func(t *testing.T) {
+		t.Run("operations#configuration accepted: "+good, func(t *testing.T) {
 			t.Parallel()
 			c, err := NewCallStore(CallStoreConfig{URL: good})
 			if err != nil {
@@ -926,9 +926,9 @@ func TestNewCallStoreURL(t *testing.T) {
 
 func TestNewCallStoreURLWithQueryOrFragment(t *testing.T) {
 	t.Parallel()
-	t.Run("§9 a call_store URL with a query or fragment is refused or still reaches the calls path", func(t *testing.T) {
+	t.Run("operations#configuration a call_store URL with a query or fragment is refused or still reaches the calls path", func(t *testing.T) {
 		// An operator's call_store URL with a query or a fragment must either
-		// fail at load (§9) or still send every PATCH to /v1/calls/{id}; it
+		// fail at load (operations#configuration) or still send every PATCH to /v1/calls/{id}; it
 		// must not send them all to another path.
 		for name, suffix := range map[string]string{"query after a slash": "/?token=abc", "query": "?token=abc", "fragment": "/#section"} {
 			t.Run(name, func(t *testing.T) {

@@ -19,7 +19,7 @@ func TestCallStoreOverTLS(t *testing.T) {
 		cfg.TLSConfig = s.srv.Client().Transport.(*http.Transport).TLSClientConfig
 	})
 	if out := c.Patch(ctxWithin(t, 2*time.Second), acmeTarget, "abc-123", []byte(revenuePatch)); out.Class != Applied {
-		t.Fatalf("§7.1 PATCH over https: outcome %v %q, want applied", out.Class.Code(), out.Message)
+		t.Fatalf("operations#updating-a-call PATCH over https: outcome %v %q, want applied", out.Class.Code(), out.Message)
 	}
 	t.Run("an https call store whose certificate is not trusted is an upstream error", func(t *testing.T) {
 		t.Parallel()
@@ -64,7 +64,7 @@ func TestCallStoreAbort(t *testing.T) {
 	start := time.Now()
 	out := c.Patch(ctx, acmeTarget, "abc-123", []byte(revenuePatch))
 	if took := time.Since(start); took > 2*time.Second {
-		t.Errorf("§8.4 an aborted request ended after %v, want at once rather than at the 5s timeout", took)
+		t.Errorf("operations#several-instances an aborted request ended after %v, want at once rather than at the 5s timeout", took)
 	}
 	if out.Class == Applied || !strings.Contains(out.Message, "cancelled") {
 		t.Errorf("outcome %v %q, want a cancelled failure", out.Class.Code(), out.Message)
@@ -138,7 +138,7 @@ func TestNewCallStoreHeaders(t *testing.T) {
 		"Host":                                              {"host": {"other.internal"}},
 		"Transfer-Encoding":                                 {"Transfer-Encoding": {"chunked"}},
 	} {
-		t.Run("§7.1 refused: "+name, func(t *testing.T) {
+		t.Run("operations#updating-a-call refused: "+name, func(t *testing.T) {
 			t.Parallel()
 			c, err := NewCallStore(CallStoreConfig{URL: "http://127.0.0.1:9090", Header: h})
 			if err == nil {
@@ -156,7 +156,7 @@ func TestNewCallStoreHeaders(t *testing.T) {
 
 func TestCallStoreAccountHeaderIsTheWebhooks(t *testing.T) {
 	t.Parallel()
-	// §3.3: a configured X-Account-Id never speaks for a webhook without
+	// partner-api#accounts: a configured X-Account-Id never speaks for a webhook without
 	// an account either.
 	s := newStoreDouble(t)
 	s.addCall("abc-123", "completed", "")

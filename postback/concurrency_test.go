@@ -25,18 +25,18 @@ func TestLimiter(t *testing.T) {
 			t.Errorf("waited %v, want until the end at 20ms", waited)
 		}
 	}
-	t.Run("§7.3 the limiter grants n slots and gives up when the context ends", func(t *testing.T) {
+	t.Run("operations#connections-and-deadlines the limiter grants n slots and gives up when the context ends", func(t *testing.T) {
 		t.Parallel()
 		l := full(t)
 		short, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 		defer cancel()
 		refused(t, l, short, time.Time{})
 	})
-	t.Run("§7.3 the limiter gives up at the request's deadline", func(t *testing.T) {
+	t.Run("operations#connections-and-deadlines the limiter gives up at the request's deadline", func(t *testing.T) {
 		t.Parallel()
 		refused(t, full(t), context.Background(), time.Now().Add(20*time.Millisecond))
 	})
-	t.Run("§7.3 a freed slot goes to the waiter", func(t *testing.T) {
+	t.Run("operations#connections-and-deadlines a freed slot goes to the waiter", func(t *testing.T) {
 		t.Parallel()
 		l := full(t)
 		done := make(chan bool)

@@ -10,10 +10,10 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/callpostback/caddy-postback/postback/queue"
+	"github.com/callpostback/caddy-postback/internal/queue"
 )
 
-// Drainer applies queued updates once their calls complete (SPEC §8.3):
+// Drainer applies queued updates once their calls complete (docs/operations.md#completion-and-dead-letters):
 // when woken by call-completed, and by a periodic check with backoff.
 type Drainer struct {
 	Queue queue.Queue
@@ -23,11 +23,11 @@ type Drainer struct {
 	// Interval is the first backoff of a call found still live, and how
 	// often the due index is polled.
 	Interval time.Duration
-	// MaxBackoff caps the backoff (§8.3b: 5 minutes).
+	// MaxBackoff caps the backoff (operations#the-queue: 5 minutes).
 	MaxBackoff time.Duration
 	// MaxAge moves an update still waiting after it to the dead letters.
 	MaxAge time.Duration
-	// LeaseTTL is how long a claimed call stays ours without renewal (§8.4).
+	// LeaseTTL is how long a claimed call stays ours without renewal (operations#several-instances).
 	LeaseTTL time.Duration
 	// Timeout bounds the call-store requests of one drained entry.
 	Timeout time.Duration
@@ -41,7 +41,7 @@ type Drainer struct {
 	once  sync.Once
 }
 
-// Defaults of SPEC §8.
+// Defaults of docs/operations.md#the-queue.
 const (
 	DefaultDrainInterval = 5 * time.Second
 	DefaultMaxBackoff    = 5 * time.Minute
@@ -146,7 +146,7 @@ func (d *Drainer) drainDue(ctx context.Context) {
 }
 
 // DrainCall applies a call's waiting updates in order under its lease,
-// removing each only after the call store accepted it (§8.3, §8.4). It
+// removing each only after the call store accepted it (operations#completion-and-dead-letters, operations#several-instances). It
 // reports whether it held the lease: false when another instance does.
 func (d *Drainer) DrainCall(ctx context.Context, callLogID string, attempt int) bool {
 	d.init()
@@ -156,7 +156,7 @@ func (d *Drainer) DrainCall(ctx context.Context, callLogID string, attempt int) 
 		return false
 	}
 	// The lease goes back even when ctx ended: a graceful stop frees its
-	// calls for other instances at once (§8.4).
+	// calls for other instances at once (operations#several-instances).
 	defer func() {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
 		defer cancel()

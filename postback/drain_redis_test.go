@@ -13,10 +13,10 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/callpostback/caddy-postback/internal/queue"
+	"github.com/callpostback/caddy-postback/internal/redisqueue"
 	"github.com/callpostback/caddy-postback/internal/redistest"
 	"github.com/callpostback/caddy-postback/postback"
-	"github.com/callpostback/caddy-postback/postback/queue"
-	"github.com/callpostback/caddy-postback/postback/redisqueue"
 )
 
 // recordingStore is a real HTTP call store that applies every PATCH and
@@ -85,7 +85,7 @@ func waitUntil(t *testing.T, what string, d time.Duration, cond func() bool) {
 	}
 }
 
-// §8.4: two instances drain one Redis concurrently; every accepted update
+// operations#several-instances: two instances drain one Redis concurrently; every accepted update
 // is applied exactly once, in the order it was accepted.
 func TestTwoDrainersShareOneRedis(t *testing.T) {
 	srv := redistest.Start(t)
@@ -133,7 +133,7 @@ func TestTwoDrainersShareOneRedis(t *testing.T) {
 	}
 }
 
-// §8.4: an instance that dies holding a call's lease stops nobody for
+// operations#several-instances: an instance that dies holding a call's lease stops nobody for
 // longer than the lease: another resumes where it stopped.
 func TestCrashedDrainersLeaseExpires(t *testing.T) {
 	srv := redistest.Start(t)
@@ -175,7 +175,7 @@ func TestCrashedDrainersLeaseExpires(t *testing.T) {
 	}
 }
 
-// §8.4: a graceful stop releases the leases it holds, so another instance
+// operations#several-instances: a graceful stop releases the leases it holds, so another instance
 // resumes at once, not after the lease expires.
 func TestGracefulStopReleasesLeases(t *testing.T) {
 	srv := redistest.Start(t)

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/callpostback/caddy-postback/postback/queue"
+	"github.com/callpostback/caddy-postback/internal/queue"
 )
 
 func newTestDrainer(q queue.Queue, cs *CallStore, now func() time.Time) *Drainer {
@@ -54,8 +54,8 @@ func fixedClock(at time.Time) func() time.Time { return func() time.Time { retur
 
 func TestDrainCallAppliesInOrder(t *testing.T) {
 	t.Parallel()
-	t.Run("§8.3 a completed call's updates are applied in order, each acked, and the lease released", func(t *testing.T) {
-		// §8.3: a completed call's updates are sent in order, each with the
+	t.Run("operations#completion-and-dead-letters a completed call's updates are applied in order, each acked, and the lease released", func(t *testing.T) {
+		// operations#completion-and-dead-letters: a completed call's updates are sent in order, each with the
 		// headers of the postback that carried it, and removed once applied.
 		s := newStoreDouble(t)
 		s.addCall("call-1", "completed", "acct_1")
@@ -106,11 +106,11 @@ func TestDrainCallDeadLetters(t *testing.T) {
 		first  func(w http.ResponseWriter)
 		reason string
 	}{
-		{"§8.3 422 moves the entry to the dead letters with the call store's message, then the next is applied",
+		{"operations#completion-and-dead-letters 422 moves the entry to the dead letters with the call store's message, then the next is applied",
 			func(w http.ResponseWriter) {
 				answer(w, http.StatusUnprocessableEntity, `{"message":"revenue above the campaign cap"}`)
 			}, "rejected: revenue above the campaign cap"},
-		{"§8.3 404 moves the entry to the dead letters, then the next is applied",
+		{"operations#completion-and-dead-letters 404 moves the entry to the dead letters, then the next is applied",
 			func(w http.ResponseWriter) { answer(w, http.StatusNotFound, `{}`) }, "not_found: call not found"},
 	}
 	for _, tt := range tests {
@@ -149,7 +149,7 @@ func TestDrainCallDeadLetters(t *testing.T) {
 
 func TestDrainCallStillLiveBackoff(t *testing.T) {
 	t.Parallel()
-	// §8.3b: a call still live is checked again after drain_interval,
+	// operations#the-queue: a call still live is checked again after drain_interval,
 	// doubling per attempt, up to the cap; nothing is removed.
 	tests := []struct {
 		attempt int
@@ -184,7 +184,7 @@ func TestDrainCallStillLiveBackoff(t *testing.T) {
 			}
 		})
 	}
-	t.Run("§8.3b a call store that keeps failing is checked again later, nothing is dropped", func(t *testing.T) {
+	t.Run("operations#the-queue a call store that keeps failing is checked again later, nothing is dropped", func(t *testing.T) {
 		t.Parallel()
 		s := newStoreDouble(t)
 		s.setHook(answerWith(503, `{}`))
@@ -209,8 +209,8 @@ func TestDrainCallStillLiveBackoff(t *testing.T) {
 
 func TestDrainCallMaxAge(t *testing.T) {
 	t.Parallel()
-	t.Run("§8.3 an update older than max_age goes to the dead letters unsent, the next is applied", func(t *testing.T) {
-		// §8.3: an update still waiting after max_age is never sent; it moves
+	t.Run("operations#completion-and-dead-letters an update older than max_age goes to the dead letters unsent, the next is applied", func(t *testing.T) {
+		// operations#completion-and-dead-letters: an update still waiting after max_age is never sent; it moves
 		// to the dead letters, and the next one is applied.
 		s := newStoreDouble(t)
 		s.addCall("call-1", "completed", "acct_1")
@@ -234,7 +234,7 @@ func TestDrainCallMaxAge(t *testing.T) {
 
 func TestDrainCallLease(t *testing.T) {
 	t.Parallel()
-	t.Run("§8.4 a call leased by another instance is not touched", func(t *testing.T) {
+	t.Run("operations#several-instances a call leased by another instance is not touched", func(t *testing.T) {
 		t.Parallel()
 		s := newStoreDouble(t)
 		s.addCall("call-1", "completed", "acct_1")
@@ -257,7 +257,7 @@ func TestDrainCallLease(t *testing.T) {
 			t.Error("the other instance lost its lease")
 		}
 	})
-	t.Run("§8.4 a crashed instance's expired lease is taken over", func(t *testing.T) {
+	t.Run("operations#several-instances a crashed instance's expired lease is taken over", func(t *testing.T) {
 		t.Parallel()
 		s := newStoreDouble(t)
 		s.addCall("call-1", "completed", "acct_1")
@@ -279,7 +279,7 @@ func TestDrainCallLease(t *testing.T) {
 
 func TestDrainerRun(t *testing.T) {
 	t.Parallel()
-	t.Run("§8.3b the periodic check retries a live call and applies it once completed", func(t *testing.T) {
+	t.Run("operations#the-queue the periodic check retries a live call and applies it once completed", func(t *testing.T) {
 		t.Parallel()
 		s := newStoreDouble(t)
 		s.addCall("call-1", "live", "acct_1")
@@ -302,7 +302,7 @@ func TestDrainerRun(t *testing.T) {
 			t.Error("the applied entry is still waiting")
 		}
 	})
-	t.Run("§8.3a Wake drains a woken call at once, not at the next poll", func(t *testing.T) {
+	t.Run("operations#completion-and-dead-letters Wake drains a woken call at once, not at the next poll", func(t *testing.T) {
 		t.Parallel()
 		s := newStoreDouble(t)
 		s.addCall("call-1", "completed", "acct_1")
@@ -327,7 +327,7 @@ func TestDrainerRun(t *testing.T) {
 			t.Errorf("applied %v after Wake, want well before the 1s poll", took)
 		}
 	})
-	t.Run("§8.4 Run returns when stopped and releases the leases it held", func(t *testing.T) {
+	t.Run("operations#several-instances Run returns when stopped and releases the leases it held", func(t *testing.T) {
 		t.Parallel()
 		s := newStoreDouble(t)
 		s.setHook(func(_ http.ResponseWriter, r *http.Request, _ int, _ string, _ []byte) bool {
@@ -378,10 +378,10 @@ func (q *dueCountingQueue) Due(ctx context.Context, now time.Time, limit int) ([
 }
 
 func TestDrainerRunDoesNotSpinOnLeasedCalls(t *testing.T) {
-	t.Run("§8.4 due calls leased by another instance do not make the periodic check spin", func(t *testing.T) {
+	t.Run("operations#several-instances due calls leased by another instance do not make the periodic check spin", func(t *testing.T) {
 		// Not parallel: a spinning drainer burns CPU that the timing of other
 		// tests would feel.
-		// §8.4: with several instances on one Redis, calls another instance
+		// operations#several-instances: with several instances on one Redis, calls another instance
 		// is draining stay due. The check must wait for the next poll, not
 		// query the due index again and again for as long as they stay leased.
 		s := newStoreDouble(t)

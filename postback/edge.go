@@ -6,20 +6,20 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/callpostback/caddy-postback/postback/queue"
+	"github.com/callpostback/caddy-postback/internal/queue"
 )
 
 // Edge applies validated postbacks: one call-store update per call,
 // concurrently, with updates for calls in progress held in the queue
-// (SPEC §7, §8).
+// (docs/operations.md#call-store-api, operations#the-queue).
 type Edge struct {
 	Store *CallStore
 	Queue queue.Queue
-	// MaxConcurrency bounds the fan-out of one request (§7.3).
+	// MaxConcurrency bounds the fan-out of one request (operations#connections-and-deadlines).
 	MaxConcurrency int
 	// Deadline bounds the whole fan-out of one request, retries included.
 	Deadline time.Duration
-	// DrainInterval is when a newly queued call is first checked (§8.3b).
+	// DrainInterval is when a newly queued call is first checked (operations#the-queue).
 	DrainInterval time.Duration
 	// UpstreamLimit, when set, bounds call-store requests across all requests.
 	UpstreamLimit *ConcurrencyLimit
@@ -39,7 +39,7 @@ type Result struct {
 }
 
 // Apply updates every call of req on behalf of webhook w. It never fails
-// as a whole: each call gets its own outcome (§6.1).
+// as a whole: each call gets its own outcome (partner-api#responses).
 func (e *Edge) Apply(ctx context.Context, w *Webhook, requestID string, req *Request) *Result {
 	// The deadline travels beside ctx, not in it: a context and a timer per
 	// request were 2.7% of Caddy's CPU under load (BENCHMARKS.md).
@@ -88,7 +88,7 @@ func (e *Edge) Apply(ctx context.Context, w *Webhook, requestID string, req *Req
 	return res
 }
 
-// updateCall applies the ordering rule of §8.2 and the queueing of §8.1.
+// updateCall applies the ordering rule of operations#order and the queueing of operations#the-queue.
 func (e *Edge) updateCall(ctx context.Context, deadline time.Time, t Target, id string, patch []byte, now time.Time) Outcome {
 	entry := queue.Entry{CallLogID: id, Account: t.Account, Webhook: t.Webhook, RequestID: t.RequestID, AcceptedAt: now, Patch: patch}
 	due := now.Add(e.DrainInterval)

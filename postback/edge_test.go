@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/callpostback/caddy-postback/postback/queue"
+	"github.com/callpostback/caddy-postback/internal/queue"
 )
 
 var edgeTestNow = time.Date(2026, 3, 27, 12, 0, 0, 0, time.UTC)
@@ -82,7 +82,7 @@ func (q *appendFailingQueue) Append(ctx context.Context, e *queue.Entry, ifPendi
 
 func TestEdgeSingleCall(t *testing.T) {
 	t.Parallel()
-	t.Run("§7.1 §6.1 a single call is patched with the webhook's headers and reported applied", func(t *testing.T) {
+	t.Run("operations#updating-a-call partner-api#responses a single call is patched with the webhook's headers and reported applied", func(t *testing.T) {
 		s := newStoreDouble(t)
 		s.addCall("abc-123", "completed", "acct_1")
 		e := newTestEdge(t, s, queue.NewMemory())
@@ -109,8 +109,8 @@ func TestEdgeSingleCall(t *testing.T) {
 
 func TestEdgeBatchOutcomesInOrder(t *testing.T) {
 	t.Parallel()
-	t.Run("§6.1 §4.4 a batch reports every call in the order given; one failure never blocks the rest", func(t *testing.T) {
-		// §6.1: one failed call never blocks the rest; the lists keep the
+	t.Run("partner-api#responses partner-api#batches a batch reports every call in the order given; one failure never blocks the rest", func(t *testing.T) {
+		// partner-api#responses: one failed call never blocks the rest; the lists keep the
 		// order the partner gave.
 		s := newStoreDouble(t)
 		s.addCall("done-1", "completed", "acct_1")
@@ -145,7 +145,7 @@ func TestEdgeBatchOutcomesInOrder(t *testing.T) {
 
 func TestEdgeLiveCallQueued(t *testing.T) {
 	t.Parallel()
-	t.Run("§8.1 a live call's update waits in the queue with its PATCH body: 202", func(t *testing.T) {
+	t.Run("operations#the-queue a live call's update waits in the queue with its PATCH body: 202", func(t *testing.T) {
 		s := newStoreDouble(t)
 		s.addCall("live-1", "live", "acct_1")
 		q := queue.NewMemory()
@@ -153,22 +153,22 @@ func TestEdgeLiveCallQueued(t *testing.T) {
 		res := e.Apply(context.Background(), acmeWebhook(t), "req-1", revenueRequest("live-1"))
 		body, status := AppendResponse(nil, res)
 		if want := `{"call_log_ids":["live-1"],"failed_call_log_ids":[],"queued_call_log_ids":["live-1"]}`; status != http.StatusAccepted || string(body) != want {
-			t.Errorf("§6.3 response %d %s, want 202 %s", status, body, want)
+			t.Errorf("partner-api#status-codes response %d %s, want 202 %s", status, body, want)
 		}
 		ctx := context.Background()
 		pending, _ := q.Pending(ctx, "live-1")
 		if len(pending) != 1 {
-			t.Fatalf("§8.1 %d entries waiting, want 1", len(pending))
+			t.Fatalf("operations#the-queue %d entries waiting, want 1", len(pending))
 		}
 		p := pending[0]
 		if string(p.Patch) != revenuePatch || p.CallLogID != "live-1" || p.Account != "acct_1" || p.Webhook != "acme" || p.RequestID != "req-1" || !p.AcceptedAt.Equal(edgeTestNow) {
-			t.Errorf("§8.1 entry %+v (patch %s), want the PATCH body, account, webhook, request id and acceptance time", p, p.Patch)
+			t.Errorf("operations#the-queue entry %+v (patch %s), want the PATCH body, account, webhook, request id and acceptance time", p, p.Patch)
 		}
 		if due, _ := q.Due(ctx, edgeTestNow.Add(e.DrainInterval-time.Millisecond), 10); len(due) != 0 {
-			t.Errorf("§8.3b due before drain_interval: %v", due)
+			t.Errorf("operations#the-queue due before drain_interval: %v", due)
 		}
 		if due, _ := q.Due(ctx, edgeTestNow.Add(e.DrainInterval), 10); len(due) != 1 || due[0].CallLogID != "live-1" || due[0].Attempt != 0 {
-			t.Errorf("§8.3b due after drain_interval: %v, want live-1 at attempt 0", due)
+			t.Errorf("operations#the-queue due after drain_interval: %v, want live-1 at attempt 0", due)
 		}
 		if n := len(s.requests()); n != 1 {
 			t.Errorf("%d call-store requests, want the one 409", n)
@@ -178,8 +178,8 @@ func TestEdgeLiveCallQueued(t *testing.T) {
 
 func TestEdgeWaitingCallQueuedWithoutCallStore(t *testing.T) {
 	t.Parallel()
-	t.Run("§8.2 a call with waiting updates is queued behind them without touching the call store", func(t *testing.T) {
-		// §8.2: a call with updates waiting takes a new one behind them,
+	t.Run("operations#order a call with waiting updates is queued behind them without touching the call store", func(t *testing.T) {
+		// operations#order: a call with updates waiting takes a new one behind them,
 		// without a request to the call store, even once the call completed;
 		// draining then applies them in the order accepted.
 		s := newStoreDouble(t)
@@ -212,8 +212,8 @@ func TestEdgeWaitingCallQueuedWithoutCallStore(t *testing.T) {
 
 func TestEdgeQueueUnavailable(t *testing.T) {
 	t.Parallel()
-	t.Run("§8.1 a queue that cannot take an update: the live call is queue_unavailable, completed calls still apply", func(t *testing.T) {
-		// §8.1: nothing is accepted that is not stored; completed calls are
+	t.Run("operations#the-queue a queue that cannot take an update: the live call is queue_unavailable, completed calls still apply", func(t *testing.T) {
+		// operations#the-queue: nothing is accepted that is not stored; completed calls are
 		// still served while the queue is down.
 		s := newStoreDouble(t)
 		s.addCall("live-1", "live", "acct_1")
@@ -243,10 +243,10 @@ func TestEdgeQueueUnavailable(t *testing.T) {
 
 // When the queue cannot answer whether a call has updates waiting, the
 // edge serves completed calls all the same, as issue 3 asks; the README
-// ("When Redis is down") says what this costs the ordering rule of §8.2.
+// ("When Redis is down") says what this costs the ordering rule of operations#order.
 func TestEdgeQueueErrorServesCompletedCalls(t *testing.T) {
 	t.Parallel()
-	t.Run("§8.2 while the queue errs, a completed call's update is applied and reported applied", func(t *testing.T) {
+	t.Run("operations#order while the queue errs, a completed call's update is applied and reported applied", func(t *testing.T) {
 		s := newStoreDouble(t)
 		s.addCall("call-1", "live", "acct_1")
 		q := &appendFailingQueue{Memory: queue.NewMemory()}
@@ -292,7 +292,7 @@ func TestEdgePhoneNumber(t *testing.T) {
 		return res, string(body), status
 	}
 
-	t.Run("§4.3 §7.2 the most recent call of the number is updated and listed", func(t *testing.T) {
+	t.Run("partner-api#identifying-calls operations#finding-a-call-by-phone-number the most recent call of the number is updated and listed", func(t *testing.T) {
 		res, body, status := apply("+15551234567")
 		if got := outcomes(res); got != "call-new:applied" || status != 200 || body != `{"call_log_ids":["call-new"],"failed_call_log_ids":[]}` {
 			t.Errorf("%s: %d %s", got, status, body)
@@ -301,7 +301,7 @@ func TestEdgePhoneNumber(t *testing.T) {
 			t.Errorf("applied %v, want call-new only", got)
 		}
 	})
-	t.Run("§7.2 §8.1 a resolved live call is queued under its id", func(t *testing.T) {
+	t.Run("operations#finding-a-call-by-phone-number operations#the-queue a resolved live call is queued under its id", func(t *testing.T) {
 		res, _, status := apply("+15557654321")
 		if got := outcomes(res); got != "call-live:queued" || status != http.StatusAccepted {
 			t.Errorf("%s %d, want call-live:queued 202", got, status)
@@ -310,19 +310,19 @@ func TestEdgePhoneNumber(t *testing.T) {
 			t.Errorf("%d entries waiting for call-live, want 1", len(p))
 		}
 	})
-	t.Run("§7.2 a number without a call is not_found, listed under the number", func(t *testing.T) {
+	t.Run("operations#finding-a-call-by-phone-number a number without a call is not_found, listed under the number", func(t *testing.T) {
 		res, body, status := apply("+15550000000")
 		if got := outcomes(res); got != "+15550000000:not_found" || status != http.StatusNotFound || !strings.Contains(body, `"failed_call_log_ids":["+15550000000"]`) {
 			t.Errorf("%s: %d %s", got, status, body)
 		}
 	})
-	t.Run("§3.3 a number whose call is another account's is not_found", func(t *testing.T) {
+	t.Run("partner-api#accounts a number whose call is another account's is not_found", func(t *testing.T) {
 		res, _, status := apply("+442079460958")
 		if got := outcomes(res); got != "+442079460958:not_found" || status != http.StatusNotFound {
 			t.Errorf("%s %d, want not_found 404", got, status)
 		}
 	})
-	t.Run("§7.2 a look-up the call store cannot answer is upstream_error", func(t *testing.T) {
+	t.Run("operations#finding-a-call-by-phone-number a look-up the call store cannot answer is upstream_error", func(t *testing.T) {
 		s2 := newStoreDouble(t)
 		s2.setHook(answerWith(500, `{}`))
 		e2 := newTestEdge(t, s2, queue.NewMemory())
@@ -352,8 +352,8 @@ func manyCalls(s *storeDouble, prefix string, n int) []string {
 
 func TestEdgeMaxConcurrency(t *testing.T) {
 	t.Parallel()
-	t.Run("§7.3 the fan-out is concurrent and bounded by max_concurrency", func(t *testing.T) {
-		// §7.3: the fan-out of one batch is concurrent, bounded by
+	t.Run("operations#connections-and-deadlines the fan-out is concurrent and bounded by max_concurrency", func(t *testing.T) {
+		// operations#connections-and-deadlines: the fan-out of one batch is concurrent, bounded by
 		// max_concurrency.
 		s := newStoreDouble(t)
 		ids := manyCalls(s, "c-", 24)
@@ -374,7 +374,7 @@ func TestEdgeMaxConcurrency(t *testing.T) {
 
 func TestEdgeLimiterAcrossRequests(t *testing.T) {
 	t.Parallel()
-	t.Run("§7.3 the limiter bounds call-store requests across concurrent postbacks", func(t *testing.T) {
+	t.Run("operations#connections-and-deadlines the limiter bounds call-store requests across concurrent postbacks", func(t *testing.T) {
 		// max_upstream bounds the call-store requests of all postbacks at once.
 		s := newStoreDouble(t)
 		s.setDelay(15 * time.Millisecond)
@@ -411,7 +411,7 @@ func TestEdgeLimiterAcrossRequests(t *testing.T) {
 
 func TestEdgeDeadlineBoundsFanOut(t *testing.T) {
 	t.Parallel()
-	t.Run("§7.3 a hanging call store: every call upstream_timeout, 504, within the deadline", func(t *testing.T) {
+	t.Run("operations#connections-and-deadlines a hanging call store: every call upstream_timeout, 504, within the deadline", func(t *testing.T) {
 		t.Parallel()
 		s := newStoreDouble(t)
 		ids := manyCalls(s, "h-", 8)
@@ -438,7 +438,7 @@ func TestEdgeDeadlineBoundsFanOut(t *testing.T) {
 			t.Errorf("status %d, want 504", status)
 		}
 	})
-	t.Run("§7.3 a failing call store: retries stop at the deadline with upstream_error, 502", func(t *testing.T) {
+	t.Run("operations#connections-and-deadlines a failing call store: retries stop at the deadline with upstream_error, 502", func(t *testing.T) {
 		t.Parallel()
 		s := newStoreDouble(t)
 		ids := manyCalls(s, "f-", 6)
@@ -456,7 +456,7 @@ func TestEdgeDeadlineBoundsFanOut(t *testing.T) {
 			t.Errorf("status %d (%s), want 502", status, outcomes(res))
 		}
 	})
-	t.Run("§7.3 the request's own context still ends the fan-out earlier", func(t *testing.T) {
+	t.Run("operations#connections-and-deadlines the request's own context still ends the fan-out earlier", func(t *testing.T) {
 		t.Parallel()
 		s := newStoreDouble(t)
 		ids := manyCalls(s, "x-", 4)

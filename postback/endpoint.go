@@ -1,6 +1,6 @@
 package postback
 
-// Endpoint is what the last path segment of a postback URL selects (SPEC §2).
+// Endpoint is what the last path segment of a postback URL selects (docs/partner-api.md#endpoints).
 type Endpoint uint8
 
 const (
@@ -11,7 +11,7 @@ const (
 	EndpointCallCompleted
 )
 
-// Webhook types, as configured per webhook (SPEC §3.2).
+// Webhook types, as configured per webhook (docs/operations.md#webhooks-and-keys).
 const (
 	TypeUpdateRevenue = "update_revenue"
 	TypeUpdateTags    = "update_tags"
@@ -79,7 +79,7 @@ func (e Endpoint) Type() string {
 	return ""
 }
 
-// accepts is the set of fields the endpoint takes (SPEC §2).
+// accepts is the set of fields the endpoint takes (docs/partner-api.md#endpoints).
 func (e Endpoint) accepts() fieldSet {
 	switch e {
 	case EndpointUpdateRevenue:

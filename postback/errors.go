@@ -5,7 +5,7 @@ import (
 	"strings"
 )
 
-// Error codes of a request-level error (SPEC §6.2).
+// Error codes of a request-level error (docs/partner-api.md#errors).
 const (
 	CodeUnauthorized         = "unauthorized"
 	CodeForbidden            = "forbidden"
@@ -24,7 +24,7 @@ type FieldError struct {
 }
 
 // Error is a request refused before any call was touched: authentication,
-// validation and limits (SPEC §6.2). The handler writes it as
+// validation and limits (docs/partner-api.md#errors). The handler writes it as
 // {"error":{"code","message","fields"}}.
 type Error struct {
 	Status  int
@@ -87,7 +87,7 @@ func codeOf(status int) string {
 }
 
 // fieldErrors gathers every validation failure of one request so that all
-// are reported at once (SPEC §5, last paragraph).
+// are reported at once (docs/partner-api.md#fields, last paragraph).
 type fieldErrors []FieldError
 
 func (fe *fieldErrors) add(field, message string) {

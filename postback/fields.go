@@ -2,7 +2,7 @@ package postback
 
 import "time"
 
-// field is one updatable field of SPEC §5.
+// field is one updatable field of docs/partner-api.md#fields.
 type field uint8
 
 const (
@@ -30,7 +30,7 @@ const allFields = fieldSet(1)<<numFields - 1
 
 func (s fieldSet) has(f field) bool { return s&(fieldSet(1)<<f) != 0 }
 
-// aliasDisposition is another name of reason (SPEC §5).
+// aliasDisposition is another name of reason (docs/partner-api.md#fields).
 const aliasDisposition = "disposition"
 
 // lookupField maps a parameter name to its field; disposition is reason.

@@ -1,6 +1,6 @@
 package postback
 
-// Native fuzz targets for the parsers of SPEC §4–§6 and the JSON writers
+// Native fuzz targets for the parsers of docs/partner-api.md#request-format–partner-api#responses and the JSON writers
 // behind them.
 //
 //	go test ./postback/ -run '^$' -fuzz '^FuzzParseJSON$' -fuzztime 6m -parallel 2
@@ -61,7 +61,7 @@ var (
 // Seeds
 
 // fuzzReleaseNoteBodies are the JSON bodies of ../shared/seeds/, verbatim
-// (indentation included), plus the SPEC §7.1 shape.
+// (indentation included), plus docs/operations.md#updating-a-call shape.
 var fuzzReleaseNoteBodies = []string{
 	"{\n  \"call_log_id\": \"abc-123\",\n  \"converted\": true,\n  \"revenue_paid_out\": 25.50\n}",
 	"{\n  \"call_log_id\": [\"abc-123\", \"def-456\", \"ghi-789\"],\n  \"converted\": true,\n  \"revenue_paid_out\": 25.50\n}",
@@ -461,7 +461,7 @@ func FuzzParseJSON(f *testing.F) {
 		for _, p := range [...]*Parser{fuzzLenient, fuzzStrict, fuzzTight, fuzzWide} {
 			checkParseAll(t, p, query, body, BodyJSON)
 		}
-		// SPEC §4.1: a body that is not a JSON object is a 400, whatever
+		// docs/partner-api.md#request-format: a body that is not a JSON object is a 400, whatever
 		// the query string carries; JSON whitespace alone is no body.
 		if !jsonBlank(s) {
 			if req, _ := fuzzLenient.Parse(EndpointUpdateFields, query, body, BodyJSON); req != nil {
@@ -515,7 +515,7 @@ func FuzzParseQuery(f *testing.F) {
 
 var e164 = regexp.MustCompile(`^\+[1-9][0-9]{6,14}$`)
 
-// FuzzNormalizePhone checks SPEC §4.3 phone normalization.
+// FuzzNormalizePhone checks docs/partner-api.md#identifying-calls phone normalization.
 func FuzzNormalizePhone(f *testing.F) {
 	for _, s := range []string{
 		"+1 (555) 123-4567", "+44 (0)20 7946 0958", "+44(0)(0)20 7946 0958", "(+44) (0)20 7946 0958", "(555) 123-4567", "555.123.4567", "15551234567", "5551234567", "+15551234567",
@@ -568,7 +568,7 @@ func FuzzNormalizePhone(f *testing.F) {
 
 var amountSyntax = regexp.MustCompile(`^(0|[1-9][0-9]{0,13})(\.[0-9]{1,4})?$`)
 
-// FuzzParseAmount checks SPEC §5 amounts and the round trip through
+// FuzzParseAmount checks docs/partner-api.md#fields amounts and the round trip through
 // Amount.String.
 func FuzzParseAmount(f *testing.F) {
 	for _, s := range []string{
@@ -591,7 +591,7 @@ func FuzzParseAmount(f *testing.F) {
 			return
 		}
 		if !amountSyntax.MatchString(s) {
-			t.Fatalf("ParseAmount(%q) = %d: accepted an amount outside SPEC §5 syntax", s, a)
+			t.Fatalf("ParseAmount(%q) = %d: accepted an amount outside docs/partner-api.md#fields syntax", s, a)
 		}
 		if a < 0 {
 			t.Fatalf("ParseAmount(%q) = %d: negative", s, a)
@@ -790,7 +790,7 @@ func checkError(t *testing.T, e *Error) {
 	}
 }
 
-// specCallLogID is SPEC §4.3: 1 to 128 printable characters, no whitespace.
+// specCallLogID is docs/partner-api.md#identifying-calls: 1 to 128 printable characters, no whitespace.
 func specCallLogID(id string) bool {
 	if !utf8.ValidString(id) {
 		return false
@@ -820,7 +820,7 @@ func checkIDs(t *testing.T, p *Parser, ids []string) {
 		if !specCallLogID(id) {
 			t.Fatalf("accepted call_log_id %q: not 1–128 printable characters without whitespace", id)
 		}
-		// SPEC §7.1: the id is one path segment of the call store.
+		// docs/operations.md#updating-a-call: the id is one path segment of the call store.
 		esc := EscapeCallLogID(id)
 		if strings.ContainsAny(esc, "/?#") || esc == "." || esc == ".." {
 			t.Fatalf("EscapeCallLogID(%q) = %q: leaves its path segment", id, esc)
@@ -865,7 +865,7 @@ func checkRequest(t *testing.T, p *Parser, ep Endpoint, req *Request) {
 	accepts := ep.accepts()
 	switch {
 	case u.Set == 0:
-		t.Fatalf("request %+v updates nothing (SPEC §4.7)", req)
+		t.Fatalf("request %+v updates nothing (docs/partner-api.md#request-format)", req)
 	case u.Set&^accepts != 0:
 		t.Fatalf("%s accepted fields %b it does not take", ep.Segment(), u.Set&^accepts)
 	case u.Cleared&^u.Set != 0:
@@ -932,7 +932,7 @@ func checkRequest(t *testing.T, p *Parser, ep Endpoint, req *Request) {
 	}
 }
 
-// checkPatch checks the PATCH body of SPEC §7.1.
+// checkPatch checks the PATCH body of docs/operations.md#updating-a-call.
 func checkPatch(t *testing.T, p *Parser, req *Request) {
 	t.Helper()
 	u := &req.Update
@@ -1007,7 +1007,7 @@ func checkPatch(t *testing.T, p *Parser, req *Request) {
 	}
 }
 
-// checkResponse writes the SPEC §6.1 body for the request's calls with
+// checkResponse writes docs/partner-api.md#responses body for the request's calls with
 // every outcome class and checks it.
 func checkResponse(t *testing.T, req *Request) {
 	t.Helper()
@@ -1057,7 +1057,7 @@ func checkResponse(t *testing.T, req *Request) {
 }
 
 // checkStrictAgrees: strict mode accepts exactly what lenient mode accepts
-// with nothing ignored, and the same way (SPEC §4.5).
+// with nothing ignored, and the same way (docs/partner-api.md#unknown-parameters).
 func checkStrictAgrees(t *testing.T, query string, body []byte, kind BodyKind) {
 	t.Helper()
 	for _, ep := range fuzzEndpoints {
@@ -1073,7 +1073,7 @@ func checkStrictAgrees(t *testing.T, query string, body []byte, kind BodyKind) {
 	}
 }
 
-// checkFormIsQuery: a form body reads like a query string (SPEC §4.1).
+// checkFormIsQuery: a form body reads like a query string (docs/partner-api.md#request-format).
 func checkFormIsQuery(t *testing.T, form string) {
 	t.Helper()
 	if tr := strings.TrimSpace(form); strings.HasPrefix(tr, "{") && strings.HasSuffix(tr, "}") {
@@ -1287,7 +1287,7 @@ func checkQuerySemantics(t *testing.T, query string, req *Request) {
 // as no body.
 func jsonBlank(s string) bool { return strings.Trim(s, " \t\r\n") == "" }
 
-// refJSONCheck is SPEC §4.1 and §4.6 read with encoding/json: "" for a
+// refJSONCheck is docs/partner-api.md#request-format and partner-api#limits read with encoding/json: "" for a
 // valid JSON object nested at most maxDepth deep, without a key given twice
 // in one object; else why not.
 func refJSONCheck(data []byte, maxDepth int) string {
@@ -1398,7 +1398,7 @@ func digitsOf(s string) string {
 
 // FuzzParseTime: call_converted_at never panics, and what it accepts is UTC,
 // not before 1970, at most 24 hours ahead, and writes as RFC 3339 that
-// reads back as the same instant (§5).
+// reads back as the same instant (partner-api#fields).
 func FuzzParseTime(f *testing.F) {
 	for _, s := range []string{"2026-03-27T10:00:00Z", "2026-03-27T12:00:00+02:00", "1774605600", "1774605600123",
 		"2026-03-27T10:00:00", "0000-01-01T00:00:00+00:01", "9999-12-31T23:59:59Z", "2026-03-27T10:00:00.123456789-11:59", "-1", ""} {

@@ -9,7 +9,7 @@ import (
 type input struct {
 	id       string   // a single call_log_id
 	ids      []string // the elements of a call_log_id array
-	idsArray bool     // call_log_id came as a JSON array (a batch, SPEC §4.4)
+	idsArray bool     // call_log_id came as a JSON array (a batch, docs/partner-api.md#batches)
 	idsFrom  string   // where the id or ids were first given
 	idErrs   bool
 
@@ -31,7 +31,7 @@ type input struct {
 }
 
 // setField records one occurrence of a field; a second occurrence must
-// carry the same value (SPEC §4.1, §4.2, and the disposition alias of §5).
+// carry the same value (docs/partner-api.md#request-format, partner-api#the-fields-object, and the disposition alias of partner-api#fields).
 func (in *input) setField(f field, name string, v rawValue, from string) {
 	if !in.set.has(f) {
 		in.set |= fieldSet(1) << f

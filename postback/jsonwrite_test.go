@@ -15,7 +15,7 @@ var trickyStrings = []string{
 
 func TestAppendStringDecodesLikeEncodingJSON(t *testing.T) {
 	t.Parallel()
-	t.Run("§6.1 any string decodes as encoding/json's would, invalid UTF-8 as U+FFFD", func(t *testing.T) {
+	t.Run("partner-api#responses any string decodes as encoding/json's would, invalid UTF-8 as U+FFFD", func(t *testing.T) {
 		// Whatever the partner sent, the edge's JSON decodes to what
 		// encoding/json would have written: invalid UTF-8 as U+FFFD.
 		rng := rand.New(rand.NewPCG(3, 4))
@@ -44,7 +44,7 @@ func TestAppendStringDecodesLikeEncodingJSON(t *testing.T) {
 
 func TestAppendStringBytesLikeEncodingJSON(t *testing.T) {
 	t.Parallel()
-	t.Run("§6.1 strings are escaped byte for byte as encoding/json does, HTML included", func(t *testing.T) {
+	t.Run("partner-api#responses strings are escaped byte for byte as encoding/json does, HTML included", func(t *testing.T) {
 		// Byte for byte as encoding/json, HTML escaping included, except the
 		// short escapes \b and \f that encoding/json uses since Go 1.22 (the
 		// edge writes \u0008 and \u000c: the same JSON string).
@@ -66,7 +66,7 @@ func TestAppendStringBytesLikeEncodingJSON(t *testing.T) {
 
 func TestAppendStrings(t *testing.T) {
 	t.Parallel()
-	t.Run("§6.1 string lists", func(t *testing.T) {
+	t.Run("partner-api#responses string lists", func(t *testing.T) {
 		for _, tt := range []struct {
 			in   []string
 			want string

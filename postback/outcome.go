@@ -2,13 +2,13 @@ package postback
 
 import "net/http"
 
-// Class is what became of one call of a postback (SPEC §6.3, §7.1).
+// Class is what became of one call of a postback (docs/partner-api.md#status-codes, operations#updating-a-call).
 type Class uint8
 
 const (
 	// Applied: the call store took the update.
 	Applied Class = iota
-	// Queued: the call is in progress; the update waits in the queue (§8).
+	// Queued: the call is in progress; the update waits in the queue (operations#the-queue).
 	Queued
 	// Live: the call store answered 409 live; the edge turns it into Queued
 	// or QueueUnavailable, so a response never carries it.

@@ -4,8 +4,8 @@ import "testing"
 
 func TestClass(t *testing.T) {
 	t.Parallel()
-	t.Run("§6.3 codes and statuses of the outcome classes", func(t *testing.T) {
-		// §6.3: each class a response carries, its code and, when every call
+	t.Run("partner-api#status-codes codes and statuses of the outcome classes", func(t *testing.T) {
+		// partner-api#status-codes: each class a response carries, its code and, when every call
 		// failed with it, the status.
 		for _, tt := range []struct {
 			c      Class

@@ -8,7 +8,7 @@ import (
 	"github.com/tidwall/gjson"
 )
 
-// BodyKind is how a request body is read (SPEC §4.1).
+// BodyKind is how a request body is read (docs/partner-api.md#request-format).
 type BodyKind uint8
 
 const (
@@ -18,7 +18,7 @@ const (
 )
 
 // Parser turns a postback's query string and body into a Request, with
-// the same rules whichever source a value came from (SPEC §4, §5).
+// the same rules whichever source a value came from (docs/partner-api.md#request-format, partner-api#fields).
 type Parser struct {
 	// AuthParam is the query parameter that carries the auth key; it is
 	// never reported as ignored.
@@ -38,14 +38,14 @@ type Parser struct {
 	Now func() time.Time
 }
 
-// Defaults of SPEC §4.4–§4.6 and §5.
+// Defaults of docs/partner-api.md#batches–partner-api#limits and partner-api#fields.
 const (
 	DefaultAuthParam = "moja_auth_key"
 	DefaultMaxBatch  = 50
 	DefaultMaxTags   = 50
 )
 
-// DefaultMaxAmount is 1000000 (SPEC §5).
+// DefaultMaxAmount is 1000000 (docs/partner-api.md#fields).
 const DefaultMaxAmount = Amount(1000000 * 10000)
 
 // Request is a validated postback.
@@ -66,7 +66,7 @@ type Request struct {
 
 // Parse reads and validates one postback for endpoint ep. query is the
 // raw query string; body is read as kind. Every validation failure is
-// reported at once in the returned Error (SPEC §6.2).
+// reported at once in the returned Error (docs/partner-api.md#errors).
 func (p *Parser) Parse(ep Endpoint, query string, body []byte, kind BodyKind) (*Request, *Error) {
 	var in input
 	if err := p.read(&in, query, body, kind); err != nil {
@@ -84,7 +84,7 @@ func (p *Parser) read(in *input, query string, body []byte, kind BodyKind) *Erro
 	switch kind {
 	case BodyJSON:
 		s := bytesToString(body)
-		// Only JSON's own whitespace makes an empty body (RFC 8259 §2).
+		// Only JSON's own whitespace makes an empty body (RFC 8259 partner-api#endpoints).
 		if strings.Trim(s, " \t\n\r") == "" {
 			return nil
 		}
@@ -104,7 +104,7 @@ func (p *Parser) read(in *input, query string, body []byte, kind BodyKind) *Erro
 }
 
 // ParseCompleted reads the call ids of a call-completed notification
-// (SPEC §8.3a): call_log_id as a string or an array, from any source.
+// (docs/operations.md#completion-and-dead-letters): call_log_id as a string or an array, from any source.
 func (p *Parser) ParseCompleted(query string, body []byte, kind BodyKind) ([]string, *Error) {
 	var in input
 	if err := p.read(&in, query, body, kind); err != nil {
@@ -128,7 +128,7 @@ func (p *Parser) validate(ep Endpoint, in *input) (*Request, *Error) {
 	case in.idsFrom != "" && in.idsArray && in.hasPhone:
 		in.errs.add("phone_number", "cannot be combined with an array of call_log_id; send one or the other")
 	case in.idsFrom != "" || in.idErrs:
-		// A single call_log_id wins over phone_number (SPEC §4.3).
+		// A single call_log_id wins over phone_number (docs/partner-api.md#identifying-calls).
 	case in.hasPhone:
 		if in.phone.kind != rawString {
 			in.errs.add("phone_number", "must be a string, not "+in.phone.describe())
@@ -155,7 +155,7 @@ func (p *Parser) validate(ep Endpoint, in *input) (*Request, *Error) {
 	return req, nil
 }
 
-// validateIDs checks and de-duplicates call_log_id (SPEC §4.3, §4.4). A
+// validateIDs checks and de-duplicates call_log_id (docs/partner-api.md#identifying-calls, partner-api#batches). A
 // single id is kept in req, when given, rather than in a new slice.
 func (p *Parser) validateIDs(in *input, req *Request) []string {
 	if in.idsFrom == "" {
@@ -287,7 +287,7 @@ func (p *Parser) validateFields(ep Endpoint, in *input, u *Update) {
 	}
 }
 
-// endpointsAccepting names the endpoints that take f (SPEC §4.5).
+// endpointsAccepting names the endpoints that take f (docs/partner-api.md#unknown-parameters).
 func endpointsAccepting(f field) string {
 	switch f {
 	case fieldRevenue:

@@ -8,12 +8,12 @@ import (
 	"github.com/tidwall/gjson"
 )
 
-// maxDepth bounds JSON nesting (SPEC §4.6); the root object is level 1.
+// maxDepth bounds JSON nesting (docs/partner-api.md#limits); the root object is level 1.
 const maxDepth = 8
 
 // checkJSON rejects what gjson would accept but the contract does not:
-// invalid UTF-8, nesting deeper than maxDepth (SPEC §4.6), and a body that
-// is not an object (SPEC §4.1). readJSON finds keys given twice, in the
+// invalid UTF-8, nesting deeper than maxDepth (docs/partner-api.md#limits), and a body that
+// is not an object (docs/partner-api.md#request-format). readJSON finds keys given twice, in the
 // same pass that reads them.
 func checkJSON(body string) *Error {
 	// UTF-8 and depth in one flat scan, so that deep input never reaches
@@ -123,7 +123,7 @@ func (s *keySet) seen(name string) bool {
 }
 
 // readJSON fills in from a JSON object body that checkJSON accepted, and
-// refuses a key given twice in any object (SPEC §4.6): at the top level as
+// refuses a key given twice in any object (docs/partner-api.md#limits): at the top level as
 // it reads, below it by duplicateKey.
 func (p *Parser) readJSON(in *input, body string) *Error {
 	var keys keySet

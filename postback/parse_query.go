@@ -12,8 +12,8 @@ import (
 const maxParams = 256
 
 // readQuery fills in from a query string or an x-www-form-urlencoded body
-// (SPEC §4.1): name=value pairs, fields[name]=value nesting (§4.2),
-// add[key]=value and remove=key tags (§5).
+// (docs/partner-api.md#request-format): name=value pairs, fields[name]=value nesting (partner-api#the-fields-object),
+// add[key]=value and remove=key tags (partner-api#fields).
 func (p *Parser) readQuery(in *input, raw, from string) *Error {
 	var firstID string
 	ids, count := 0, 0

@@ -2,7 +2,7 @@ package postback
 
 import "time"
 
-// AppendPatch appends the call-store PATCH body of SPEC §7.1: only the
+// AppendPatch appends the call-store PATCH body of docs/operations.md#updating-a-call: only the
 // fields the postback carried, null for those it cleared, amounts as JSON
 // numbers with the digits as received, times in UTC with Z.
 func (u *Update) AppendPatch(dst []byte) []byte {

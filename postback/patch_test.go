@@ -22,7 +22,7 @@ func TestAppendPatch(t *testing.T) {
 		u    Update
 		want string
 	}{
-		{"§7.1 the example of the contract, in its field order",
+		{"operations#updating-a-call the example of the contract, in its field order",
 			Update{
 				Set:       fields(fieldConverted, fieldConvertedAt, fieldRevenue, fieldPublisher, fieldReason, fieldNoPayoutReason, fieldAdd, fieldRemove),
 				Cleared:   fields(fieldNoPayoutReason),
@@ -31,28 +31,28 @@ func TestAppendPatch(t *testing.T) {
 				TagsAdd: []Tag{{"customer_type", "premium"}}, TagsRemove: []string{"old_tag"},
 			},
 			`{"converted":true,"call_converted_at":"2026-03-27T10:00:00Z","revenue_paid_out":25.50,"publisher_paid_out":10,"reason":"sale","no_payout_reason":null,"tags":{"add":{"customer_type":"premium"},"remove":["old_tag"]}}`},
-		{"§7.1 only the fields the postback carried", Update{Set: fields(fieldRevenue), Revenue: "25.50"}, `{"revenue_paid_out":25.50}`},
-		{"§7.1 nothing carried", Update{}, `{}`},
-		{"§5 converted false", Update{Set: fields(fieldConverted)}, `{"converted":false}`},
-		{"§5 null clears call_converted_at, reason and no_payout_reason",
+		{"operations#updating-a-call only the fields the postback carried", Update{Set: fields(fieldRevenue), Revenue: "25.50"}, `{"revenue_paid_out":25.50}`},
+		{"operations#updating-a-call nothing carried", Update{}, `{}`},
+		{"partner-api#fields converted false", Update{Set: fields(fieldConverted)}, `{"converted":false}`},
+		{"partner-api#fields null clears call_converted_at, reason and no_payout_reason",
 			Update{Set: fields(fieldConvertedAt, fieldReason, fieldNoPayoutReason), Cleared: fields(fieldConvertedAt, fieldReason, fieldNoPayoutReason), Reason: "ignored"},
 			`{"call_converted_at":null,"reason":null,"no_payout_reason":null}`},
-		{"§5 call_converted_at in UTC with Z, fractions kept",
+		{"partner-api#fields call_converted_at in UTC with Z, fractions kept",
 			Update{Set: fields(fieldConvertedAt), ConvertedAt: time.Date(2026, 3, 27, 1, 30, 0, 123000000, time.FixedZone("-05:00", -5*3600))},
 			`{"call_converted_at":"2026-03-27T06:30:00.123Z"}`},
-		{"§5 amounts go upstream with the digits as received",
+		{"partner-api#fields amounts go upstream with the digits as received",
 			Update{Set: fields(fieldRevenue, fieldPublisher), Revenue: "0.0001", Publisher: "1000000"},
 			`{"revenue_paid_out":0.0001,"publisher_paid_out":1000000}`},
-		{"§5 no_payout_reason as normalized",
+		{"partner-api#fields no_payout_reason as normalized",
 			Update{Set: fields(fieldNoPayoutReason), NoPayoutReason: "Campaign preconversion"},
 			`{"no_payout_reason":"Campaign preconversion"}`},
-		{"§5 tags added only, in order",
+		{"partner-api#fields tags added only, in order",
 			Update{Set: fields(fieldAdd), TagsAdd: []Tag{{"b", "2"}, {"a", "1"}, {"k:x.y-z_", ""}}},
 			`{"tags":{"add":{"b":"2","a":"1","k:x.y-z_":""}}}`},
-		{"§5 tags removed only",
+		{"partner-api#fields tags removed only",
 			Update{Set: fields(fieldRemove), TagsRemove: []string{"old_tag", "older"}},
 			`{"tags":{"remove":["old_tag","older"]}}`},
-		{"§5 escaping in reason and tag values",
+		{"partner-api#fields escaping in reason and tag values",
 			Update{Set: fields(fieldReason, fieldAdd), Reason: `said "yes" <b>&</b> \o/ ünï`, TagsAdd: []Tag{{"note", "a\u2028b\"c"}}},
 			`{"reason":"said \"yes\" \u003cb\u003e\u0026\u003c/b\u003e \\o/ ünï","tags":{"add":{"note":"a\u2028b\"c"}}}`},
 	}
@@ -72,7 +72,7 @@ func TestAppendPatch(t *testing.T) {
 
 func TestAppendPatchDecodesToTheUpdate(t *testing.T) {
 	t.Parallel()
-	t.Run("§7.1 the PATCH body decodes to the update", func(t *testing.T) {
+	t.Run("operations#updating-a-call the PATCH body decodes to the update", func(t *testing.T) {
 		u := Update{
 			Set:       fields(fieldConverted, fieldRevenue, fieldReason, fieldAdd, fieldRemove),
 			Converted: true, Revenue: "25.50", Reason: "tab\there \"q\" \x01",

@@ -2,7 +2,7 @@ package postback
 
 import "strings"
 
-// NormalizePhone turns a phone number into E.164 (SPEC §4.3): a leading
+// NormalizePhone turns a phone number into E.164 (docs/partner-api.md#identifying-calls): a leading
 // "+" or "00" marks an international number; any other is national and
 // gets defaultCountryCode, after dropping one trunk "0". Spaces, dashes,
 // dots and parentheses are separators, and an international number's

@@ -28,7 +28,7 @@ func TestNormalizePhone(t *testing.T) {
 		{"15 digits", "+123456789012345", "", "+123456789012345"},
 	}
 	for _, tt := range ok {
-		t.Run("§4.3 "+tt.name, func(t *testing.T) {
+		t.Run("partner-api#identifying-calls "+tt.name, func(t *testing.T) {
 			if got, msg := NormalizePhone(tt.in, tt.cc); got != tt.want || msg != "" {
 				t.Errorf("NormalizePhone(%q, %q) = %q, %q; want %q", tt.in, tt.cc, got, msg, tt.want)
 			}
@@ -59,7 +59,7 @@ func TestNormalizePhone(t *testing.T) {
 		{"too long input", "+1" + strings.Repeat(" ", 70) + "5551234567", "1", "too long"},
 	}
 	for _, tt := range bad {
-		t.Run("§4.3 refused: "+tt.name, func(t *testing.T) {
+		t.Run("partner-api#identifying-calls refused: "+tt.name, func(t *testing.T) {
 			got, msg := NormalizePhone(tt.in, tt.cc)
 			if got != "" || !strings.Contains(msg, tt.says) {
 				t.Errorf("NormalizePhone(%q, %q) = %q, %q; want a refusal saying %q", tt.in, tt.cc, got, msg, tt.says)

@@ -2,8 +2,8 @@ package postback
 
 import "net/http"
 
-// AppendResponse appends the body of SPEC §6.1 for r and returns it with
-// the status of §6.3.
+// AppendResponse appends the body of docs/partner-api.md#responses for r and returns it with
+// the status of partner-api#status-codes.
 func AppendResponse(dst []byte, r *Result) ([]byte, int) {
 	var counts [QueueUnavailable + 1]int
 	failed := 0
@@ -65,7 +65,7 @@ func appendIDs(dst []byte, calls []CallResult, pick func(Class) bool) []byte {
 	return append(dst, ']')
 }
 
-// resultStatus applies §6.3. When every call failed but not all for one
+// resultStatus applies partner-api#status-codes. When every call failed but not all for one
 // reason, the most frequent class decides, the first seen on a tie.
 func resultStatus(r *Result, counts *[QueueUnavailable + 1]int, failed int) int {
 	switch {
@@ -83,7 +83,7 @@ func resultStatus(r *Result, counts *[QueueUnavailable + 1]int, failed int) int 
 	return best.Status()
 }
 
-// AppendError appends the body of a request-level error (SPEC §6.2).
+// AppendError appends the body of a request-level error (docs/partner-api.md#errors).
 func AppendError(dst []byte, e *Error) []byte {
 	dst = append(dst, `{"error":{"code":`...)
 	dst = appendString(dst, e.Code)
@@ -104,7 +104,7 @@ func AppendError(dst []byte, e *Error) []byte {
 	return append(dst, "}}"...)
 }
 
-// AppendScheduled appends the answer to call-completed (SPEC §8.3a).
+// AppendScheduled appends the answer to call-completed (docs/operations.md#completion-and-dead-letters).
 func AppendScheduled(dst []byte, ids []string) []byte {
 	dst = append(dst, `{"call_log_ids":`...)
 	dst = appendStrings(dst, ids)

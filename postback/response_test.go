@@ -21,58 +21,58 @@ func TestAppendResponse(t *testing.T) {
 		status int
 		body   string
 	}{
-		{"§6.3 all applied: 200",
+		{"partner-api#status-codes all applied: 200",
 			[]CallResult{call("a", Applied, ""), call("b", Applied, "")}, nil,
 			200, `{"call_log_ids":["a","b"],"failed_call_log_ids":[]}`},
-		{"§6.3 some applied, some failed: 200",
+		{"partner-api#status-codes some applied, some failed: 200",
 			[]CallResult{call("a", Applied, ""), call("b", NotFound, "call not found"), call("c", Applied, "")}, nil,
 			200, `{"call_log_ids":["a","c"],"failed_call_log_ids":["b"],"errors":{"b":{"code":"not_found","message":"call not found"}}}`},
-		{"§6.3 none failed, some queued: 202",
+		{"partner-api#status-codes none failed, some queued: 202",
 			[]CallResult{call("a", Applied, ""), call("b", Queued, "")}, nil,
 			202, `{"call_log_ids":["a","b"],"failed_call_log_ids":[],"queued_call_log_ids":["b"]}`},
-		{"§6.3 all queued: 202",
+		{"partner-api#status-codes all queued: 202",
 			[]CallResult{call("a", Queued, ""), call("b", Queued, "")}, nil,
 			202, `{"call_log_ids":["a","b"],"failed_call_log_ids":[],"queued_call_log_ids":["a","b"]}`},
-		{"§6.3 some queued, some failed: 200",
+		{"partner-api#status-codes some queued, some failed: 200",
 			[]CallResult{call("a", Queued, ""), call("b", UpstreamError, "the call store answered 500")}, nil,
 			200, `{"call_log_ids":["a"],"failed_call_log_ids":["b"],"queued_call_log_ids":["a"],"errors":{"b":{"code":"upstream_error","message":"the call store answered 500"}}}`},
-		{"§6.3 all failed not_found: 404",
+		{"partner-api#status-codes all failed not_found: 404",
 			[]CallResult{call("a", NotFound, "call not found")}, nil,
 			404, `{"call_log_ids":[],"failed_call_log_ids":["a"],"errors":{"a":{"code":"not_found","message":"call not found"}}}`},
-		{"§6.3 all failed rejected: 422 with the call store's message",
+		{"partner-api#status-codes all failed rejected: 422 with the call store's message",
 			[]CallResult{call("a", Rejected, "revenue above cap")}, nil,
 			422, `{"call_log_ids":[],"failed_call_log_ids":["a"],"errors":{"a":{"code":"rejected","message":"revenue above cap"}}}`},
-		{"§6.3 all failed upstream_error: 502",
+		{"partner-api#status-codes all failed upstream_error: 502",
 			[]CallResult{call("a", UpstreamError, "the call store refused the connection")}, nil,
 			502, `{"call_log_ids":[],"failed_call_log_ids":["a"],"errors":{"a":{"code":"upstream_error","message":"the call store refused the connection"}}}`},
-		{"§6.3 all failed upstream_timeout: 504",
+		{"partner-api#status-codes all failed upstream_timeout: 504",
 			[]CallResult{call("a", UpstreamTimeout, "the call store did not answer in time")}, nil,
 			504, `{"call_log_ids":[],"failed_call_log_ids":["a"],"errors":{"a":{"code":"upstream_timeout","message":"the call store did not answer in time"}}}`},
-		{"§6.3 all failed queue_unavailable: 503",
+		{"partner-api#status-codes all failed queue_unavailable: 503",
 			[]CallResult{call("a", QueueUnavailable, "could not be queued")}, nil,
 			503, `{"call_log_ids":[],"failed_call_log_ids":["a"],"errors":{"a":{"code":"queue_unavailable","message":"could not be queued"}}}`},
-		{"§6.3 mixed failures: the most frequent class (422)",
+		{"partner-api#status-codes mixed failures: the most frequent class (422)",
 			[]CallResult{call("a", NotFound, "m"), call("b", Rejected, "m"), call("c", Rejected, "m")}, nil,
 			422, ""},
-		{"§6.3 mixed failures: the most frequent class (503)",
+		{"partner-api#status-codes mixed failures: the most frequent class (503)",
 			[]CallResult{call("a", QueueUnavailable, "m"), call("b", UpstreamError, "m"), call("c", UpstreamError, "m"), call("d", QueueUnavailable, "m"), call("e", QueueUnavailable, "m")}, nil,
 			503, ""},
-		{"§6.3 mixed failures: a tie goes to the first seen (504)",
+		{"partner-api#status-codes mixed failures: a tie goes to the first seen (504)",
 			[]CallResult{call("a", UpstreamTimeout, "m"), call("b", NotFound, "m")}, nil,
 			504, ""},
-		{"§6.3 mixed failures: a tie goes to the first seen (404)",
+		{"partner-api#status-codes mixed failures: a tie goes to the first seen (404)",
 			[]CallResult{call("a", NotFound, "m"), call("b", UpstreamTimeout, "m"), call("c", UpstreamTimeout, "m"), call("d", NotFound, "m")}, nil,
 			404, ""},
-		{"§6.1 §4.5 ignored keys are listed",
+		{"partner-api#responses partner-api#unknown-parameters ignored keys are listed",
 			[]CallResult{call("a", Applied, "")}, []string{"sub1", "utm_source"},
 			200, `{"call_log_ids":["a"],"failed_call_log_ids":[],"ignored":["sub1","utm_source"]}`},
-		{"§6.1 ignored with failures and queued: every list",
+		{"partner-api#responses ignored with failures and queued: every list",
 			[]CallResult{call("a", Queued, ""), call("b", Rejected, "no")}, []string{"x"},
 			200, `{"call_log_ids":["a"],"failed_call_log_ids":["b"],"queued_call_log_ids":["a"],"errors":{"b":{"code":"rejected","message":"no"}},"ignored":["x"]}`},
-		{"§6.1 a phone number that did not resolve stands in the failed list",
+		{"partner-api#responses a phone number that did not resolve stands in the failed list",
 			[]CallResult{call("+15551234567", NotFound, "no call found for this phone number")}, nil,
 			404, `{"call_log_ids":[],"failed_call_log_ids":["+15551234567"],"errors":{"+15551234567":{"code":"not_found","message":"no call found for this phone number"}}}`},
-		{"§6.1 no calls at all",
+		{"partner-api#responses no calls at all",
 			nil, nil, 200, `{"call_log_ids":[],"failed_call_log_ids":[]}`},
 	}
 	for _, tt := range tests {
@@ -90,7 +90,7 @@ func TestAppendResponse(t *testing.T) {
 	}
 }
 
-// checkResponseShape decodes a §6.1 body and checks it against calls.
+// checkResponseShape decodes a partner-api#responses body and checks it against calls.
 func checkResponseShape(t *testing.T, body []byte, calls []CallResult, ignored []string) {
 	t.Helper()
 	var got struct {
@@ -105,7 +105,7 @@ func checkResponseShape(t *testing.T, body []byte, calls []CallResult, ignored [
 		t.Fatalf("not JSON: %v: %s", err, body)
 	}
 	if err := json.Unmarshal(body, &got); err != nil {
-		t.Fatalf("not a §6.1 body: %v: %s", err, body)
+		t.Fatalf("not a partner-api#responses body: %v: %s", err, body)
 	}
 	ids, failed, queued := []string{}, []string{}, []string(nil)
 	for _, c := range calls {
@@ -137,8 +137,8 @@ func checkResponseShape(t *testing.T, body []byte, calls []CallResult, ignored [
 
 func TestAppendResponseEscapes(t *testing.T) {
 	t.Parallel()
-	t.Run("§6.1 ids and messages are escaped and the body stays valid JSON", func(t *testing.T) {
-		// Ids are partner input (§4.3 allows any printable character): the
+	t.Run("partner-api#responses ids and messages are escaped and the body stays valid JSON", func(t *testing.T) {
+		// Ids are partner input (partner-api#identifying-calls allows any printable character): the
 		// body stays valid JSON and gives them back exactly.
 		calls := []CallResult{
 			call(`quo"te`, Applied, ""),
@@ -168,16 +168,16 @@ func TestAppendError(t *testing.T) {
 		err  *Error
 		want string
 	}{
-		{"§6.2 without fields", NewError(http.StatusUnauthorized, "missing auth key"),
+		{"partner-api#errors without fields", NewError(http.StatusUnauthorized, "missing auth key"),
 			`{"error":{"code":"unauthorized","message":"missing auth key"}}`},
-		{"§6.2 forbidden", NewError(http.StatusForbidden, "wrong webhook type"),
+		{"partner-api#errors forbidden", NewError(http.StatusForbidden, "wrong webhook type"),
 			`{"error":{"code":"forbidden","message":"wrong webhook type"}}`},
-		{"§6.2 too many requests", NewError(http.StatusTooManyRequests, "slow down"),
+		{"partner-api#errors too many requests", NewError(http.StatusTooManyRequests, "slow down"),
 			`{"error":{"code":"too_many_requests","message":"slow down"}}`},
-		{"§6.2 with fields, in order", &Error{Status: 400, Code: CodeInvalidRequest, Message: "invalid fields", Fields: []FieldError{
+		{"partner-api#errors with fields, in order", &Error{Status: 400, Code: CodeInvalidRequest, Message: "invalid fields", Fields: []FieldError{
 			{"revenue_paid_out", "must not be negative"}, {"converted", "must be true or false"}}},
 			`{"error":{"code":"invalid_request","message":"invalid fields","fields":{"revenue_paid_out":"must not be negative","converted":"must be true or false"}}}`},
-		{"§6.2 escaped message and field", &Error{Status: 400, Code: CodeInvalidRequest, Message: `tag key "<x>" is bad`, Fields: []FieldError{{`add.<x>`, "a\nb"}}},
+		{"partner-api#errors escaped message and field", &Error{Status: 400, Code: CodeInvalidRequest, Message: `tag key "<x>" is bad`, Fields: []FieldError{{`add.<x>`, "a\nb"}}},
 			`{"error":{"code":"invalid_request","message":"tag key \"\u003cx\u003e\" is bad","fields":{"add.\u003cx\u003e":"a\nb"}}}`},
 	}
 	for _, tt := range tests {
@@ -194,14 +194,14 @@ func TestAppendError(t *testing.T) {
 	}
 	for status, code := range map[int]string{401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type", 400: "invalid_request", 429: "too_many_requests"} {
 		if e := NewError(status, "m"); e.Code != code || e.Status != status {
-			t.Errorf("§6.2 NewError(%d) = %s %d, want %s", status, e.Code, e.Status, code)
+			t.Errorf("partner-api#errors NewError(%d) = %s %d, want %s", status, e.Code, e.Status, code)
 		}
 	}
 }
 
 func TestAppendScheduled(t *testing.T) {
 	t.Parallel()
-	t.Run("§8.3a the call-completed answer lists the scheduled calls", func(t *testing.T) {
+	t.Run("operations#completion-and-dead-letters the call-completed answer lists the scheduled calls", func(t *testing.T) {
 		for _, tt := range []struct {
 			ids  []string
 			want string
@@ -211,7 +211,7 @@ func TestAppendScheduled(t *testing.T) {
 			{[]string{"a", `b"c`, "d<e"}, `{"call_log_ids":["a","b\"c","d\u003ce"]}`},
 		} {
 			if got := AppendScheduled(nil, tt.ids); string(got) != tt.want {
-				t.Errorf("§8.3a AppendScheduled(%q) = %s, want %s", tt.ids, got, tt.want)
+				t.Errorf("operations#completion-and-dead-letters AppendScheduled(%q) = %s, want %s", tt.ids, got, tt.want)
 			}
 		}
 	})

@@ -31,7 +31,7 @@ type rawValue struct {
 	// json holds objects and arrays of a JSON body.
 	json gjson.Result
 	// query marks a value from a query string or form, where empty means
-	// clear (SPEC §5).
+	// clear (docs/partner-api.md#fields).
 	query bool
 }
 
@@ -60,7 +60,7 @@ func (v rawValue) isClear() bool {
 	return v.kind == rawNull || (v.query && v.text == "")
 }
 
-// sameAs compares two occurrences of one parameter (SPEC §4.1, §4.2):
+// sameAs compares two occurrences of one parameter (docs/partner-api.md#request-format, partner-api#the-fields-object):
 // the text matters, not whether it was quoted.
 func (v rawValue) sameAs(o rawValue) bool {
 	if v.isClear() || o.isClear() {
@@ -88,7 +88,7 @@ func (v rawValue) describe() string {
 	return "a string"
 }
 
-// parseConverted reads converted (SPEC §5).
+// parseConverted reads converted (docs/partner-api.md#fields).
 func parseConverted(v rawValue) (bool, string) {
 	switch v.kind {
 	case rawBool:
@@ -111,7 +111,7 @@ const maxFutureSkew = 24 * time.Hour
 var minTime = time.Unix(0, 0)
 
 // parseTime reads call_converted_at: RFC 3339 with an offset, or Unix
-// epoch seconds (10 digits) or milliseconds (13 digits) (SPEC §5).
+// epoch seconds (10 digits) or milliseconds (13 digits) (docs/partner-api.md#fields).
 func parseTime(v rawValue, now time.Time) (time.Time, string) {
 	if v.kind != rawString && v.kind != rawNumber {
 		return time.Time{}, "must be an RFC 3339 time with an offset or Unix epoch seconds or milliseconds, not " + v.describe()
@@ -155,7 +155,7 @@ func parseTime(v rawValue, now time.Time) (time.Time, string) {
 }
 
 // Amount is a non-negative decimal in units of 1/10000, the finest the
-// contract allows (SPEC §5).
+// contract allows (docs/partner-api.md#fields).
 type Amount int64
 
 // maxIntegerDigits keeps an Amount inside int64.
@@ -285,7 +285,7 @@ func equalFoldSnake(s, canonical string) bool {
 
 const maxCallLogIDLen = 128
 
-// checkCallLogID applies SPEC §4.3: 1 to 128 printable characters, no
+// checkCallLogID applies docs/partner-api.md#identifying-calls: 1 to 128 printable characters, no
 // whitespace.
 func checkCallLogID(id string) string {
 	if id == "" {
@@ -307,7 +307,7 @@ func checkCallLogID(id string) string {
 
 const maxTagKeyLen = 64
 
-// checkTagKey applies SPEC §5: 1 to 64 of A-Z a-z 0-9 _ - . :
+// checkTagKey applies docs/partner-api.md#fields: 1 to 64 of A-Z a-z 0-9 _ - . :
 func checkTagKey(k string) string {
 	if k == "" || len(k) > maxTagKeyLen {
 		return "tag keys must be 1 to 64 characters"

@@ -7,7 +7,7 @@ import (
 
 func TestParseAmount(t *testing.T) {
 	t.Parallel()
-	t.Run("§5 revenue_paid_out: decimals of ASCII digits, at most 4 places, no sign, exponent, currency or separators", func(t *testing.T) {
+	t.Run("partner-api#fields revenue_paid_out: decimals of ASCII digits, at most 4 places, no sign, exponent, currency or separators", func(t *testing.T) {
 		ok := []struct {
 			in   string
 			want Amount
@@ -17,7 +17,7 @@ func TestParseAmount(t *testing.T) {
 		}
 		for _, tt := range ok {
 			if got, msg := ParseAmount(tt.in); msg != "" || got != tt.want {
-				t.Errorf("§5 ParseAmount(%q) = %d, %q; want %d", tt.in, got, msg, tt.want)
+				t.Errorf("partner-api#fields ParseAmount(%q) = %d, %q; want %d", tt.in, got, msg, tt.want)
 			}
 		}
 		bad := []struct {
@@ -32,7 +32,7 @@ func TestParseAmount(t *testing.T) {
 		}
 		for _, tt := range bad {
 			if got, msg := ParseAmount(tt.in); msg == "" || !strings.Contains(msg, tt.says) {
-				t.Errorf("§5 ParseAmount(%q) = %d, %q; want a refusal saying %q", tt.in, got, msg, tt.says)
+				t.Errorf("partner-api#fields ParseAmount(%q) = %d, %q; want a refusal saying %q", tt.in, got, msg, tt.says)
 			}
 		}
 	})
@@ -40,7 +40,7 @@ func TestParseAmount(t *testing.T) {
 
 func TestAmountString(t *testing.T) {
 	t.Parallel()
-	t.Run("§5 amounts print without trailing zeros and parse back", func(t *testing.T) {
+	t.Run("partner-api#fields amounts print without trailing zeros and parse back", func(t *testing.T) {
 		for _, tt := range []struct {
 			a    Amount
 			want string
@@ -60,7 +60,7 @@ func TestAmountString(t *testing.T) {
 
 func TestParseMoney(t *testing.T) {
 	t.Parallel()
-	t.Run("§5 amounts up to max_amount, sent with the digits as received", func(t *testing.T) {
+	t.Run("partner-api#fields amounts up to max_amount, sent with the digits as received", func(t *testing.T) {
 		for _, tt := range []struct {
 			v        rawValue
 			want, in string // want: the text sent upstream; in: a refusal substring
@@ -76,7 +76,7 @@ func TestParseMoney(t *testing.T) {
 		} {
 			got, msg := parseMoney(tt.v, DefaultMaxAmount)
 			if got != tt.want || (tt.in == "") != (msg == "") || !strings.Contains(msg, tt.in) {
-				t.Errorf("§5 parseMoney(%+v) = %q, %q; want %q, %q", tt.v, got, msg, tt.want, tt.in)
+				t.Errorf("partner-api#fields parseMoney(%+v) = %q, %q; want %q, %q", tt.v, got, msg, tt.want, tt.in)
 			}
 		}
 	})

@@ -8,7 +8,7 @@ import (
 	"strings"
 )
 
-// Webhook is one partner integration (SPEC §3.2). Its key is kept only as
+// Webhook is one partner integration (docs/operations.md#webhooks-and-keys). Its key is kept only as
 // a SHA-256 digest.
 type Webhook struct {
 	Name    string
@@ -67,7 +67,7 @@ func NewKeyring(webhooks []*Webhook) (*Keyring, error) {
 
 // Lookup returns the webhook whose key is key. It compares the digest with
 // every webhook's in constant time, so timing tells nothing about which
-// keys exist or how close a guess came (SPEC §3.2).
+// keys exist or how close a guess came (docs/operations.md#webhooks-and-keys).
 func (k *Keyring) Lookup(key string) *Webhook {
 	digest := sha256.Sum256([]byte(key))
 	var found *Webhook
@@ -82,7 +82,7 @@ func (k *Keyring) Lookup(key string) *Webhook {
 // MessageMissingKey is the 401 message of a request without a key.
 const MessageMissingKey = "missing auth key"
 
-// Authenticate applies SPEC §3.1 for endpoint ep: no key or an unknown key
+// Authenticate applies docs/partner-api.md#authentication for endpoint ep: no key or an unknown key
 // is 401, a key of another webhook type 403.
 func (k *Keyring) Authenticate(ep Endpoint, key string) (*Webhook, *Error) {
 	if key == "" {

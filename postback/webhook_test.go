@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-// passwordSHA256 is the key_sha256 of the SPEC §9 example: "password".
+// passwordSHA256 is the key_sha256 of docs/operations.md#configuration example: "password".
 const passwordSHA256 = "5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8"
 
 func TestNewWebhook(t *testing.T) {
@@ -24,22 +24,22 @@ func TestNewWebhook(t *testing.T) {
 	}
 	for _, tt := range ok {
 		if w, err := NewWebhook(tt.name, tt.typ, "acct_1", tt.key, tt.sha); err != nil || w.Name != tt.name || w.Type != tt.typ || w.Account != "acct_1" {
-			t.Errorf("§3.2 NewWebhook(%s, %s) = %+v, %v", tt.name, tt.typ, w, err)
+			t.Errorf("operations#webhooks-and-keys NewWebhook(%s, %s) = %+v, %v", tt.name, tt.typ, w, err)
 		}
 	}
 	bad := []struct {
 		test, name, typ, key, sha, says string
 	}{
-		{"§3.2 no key (an unset {env.X} placeholder)", "acme", TypeUpdateFields, "", "", "environment variable"},
-		{"§3.2 both key and key_sha256", "acme", TypeUpdateFields, secret, passwordSHA256, "not both"},
-		{"§3.2 key_sha256 not hex", "acme", TypeCallCompleted, "", strings.Repeat("zz", 32), "64 hex digits"},
-		{"§3.2 key_sha256 too short", "acme", TypeCallCompleted, "", passwordSHA256[:62], "64 hex digits"},
-		{"§3.2 key_sha256 too long", "acme", TypeCallCompleted, "", passwordSHA256 + "00", "64 hex digits"},
-		{"§3.2 key_sha256 of odd length", "acme", TypeCallCompleted, "", passwordSHA256[:63], "64 hex digits"},
-		{"§3.2 type with dashes", "acme", "update-fields", secret, "", "type must be one of"},
-		{"§3.2 type in capitals", "acme", "UPDATE_FIELDS", secret, "", "type must be one of"},
-		{"§3.2 no type", "acme", "", secret, "", "type must be one of"},
-		{"§3.2 no name", "", TypeUpdateFields, secret, "", "name"},
+		{"operations#webhooks-and-keys no key (an unset {env.X} placeholder)", "acme", TypeUpdateFields, "", "", "environment variable"},
+		{"operations#webhooks-and-keys both key and key_sha256", "acme", TypeUpdateFields, secret, passwordSHA256, "not both"},
+		{"operations#webhooks-and-keys key_sha256 not hex", "acme", TypeCallCompleted, "", strings.Repeat("zz", 32), "64 hex digits"},
+		{"operations#webhooks-and-keys key_sha256 too short", "acme", TypeCallCompleted, "", passwordSHA256[:62], "64 hex digits"},
+		{"operations#webhooks-and-keys key_sha256 too long", "acme", TypeCallCompleted, "", passwordSHA256 + "00", "64 hex digits"},
+		{"operations#webhooks-and-keys key_sha256 of odd length", "acme", TypeCallCompleted, "", passwordSHA256[:63], "64 hex digits"},
+		{"operations#webhooks-and-keys type with dashes", "acme", "update-fields", secret, "", "type must be one of"},
+		{"operations#webhooks-and-keys type in capitals", "acme", "UPDATE_FIELDS", secret, "", "type must be one of"},
+		{"operations#webhooks-and-keys no type", "acme", "", secret, "", "type must be one of"},
+		{"operations#webhooks-and-keys no name", "", TypeUpdateFields, secret, "", "name"},
 	}
 	for _, tt := range bad {
 		t.Run(tt.test, func(t *testing.T) {
@@ -55,7 +55,7 @@ func TestNewWebhook(t *testing.T) {
 				t.Errorf("error %q does not name the webhook", msg)
 			}
 			if strings.Contains(msg, secret) || (tt.sha != "" && strings.Contains(msg, strings.TrimSpace(tt.sha))) {
-				t.Errorf("§3.2 error %q shows the key", msg)
+				t.Errorf("operations#webhooks-and-keys error %q shows the key", msg)
 			}
 		})
 	}
@@ -72,30 +72,30 @@ func mustWebhook(t *testing.T, name, typ, account, key, sha string) *Webhook {
 
 func TestNewKeyring(t *testing.T) {
 	t.Parallel()
-	t.Run("§3.2 a keyring refuses two webhooks with one name or one key", func(t *testing.T) {
+	t.Run("operations#webhooks-and-keys a keyring refuses two webhooks with one name or one key", func(t *testing.T) {
 		a := mustWebhook(t, "acme", TypeUpdateFields, "acct_1", "key-a", "")
 		b := mustWebhook(t, "beta", TypeUpdateRevenue, "acct_2", "key-b", "")
 		if _, err := NewKeyring([]*Webhook{a, b}); err != nil {
-			t.Fatalf("§3.2 two distinct webhooks: %v", err)
+			t.Fatalf("operations#webhooks-and-keys two distinct webhooks: %v", err)
 		}
 		if _, err := NewKeyring(nil); err != nil {
 			t.Fatalf("no webhooks: %v", err)
 		}
 		sameName := mustWebhook(t, "acme", TypeUpdateTags, "acct_3", "key-c", "")
 		if _, err := NewKeyring([]*Webhook{a, b, sameName}); err == nil || !strings.Contains(err.Error(), "acme") {
-			t.Errorf("§3.2 two webhooks named acme: %v, want an error naming it", err)
+			t.Errorf("operations#webhooks-and-keys two webhooks named acme: %v, want an error naming it", err)
 		}
 		sameKey := mustWebhook(t, "gamma", TypeUpdateTags, "acct_3", "key-a", "")
 		err := func() error { _, err := NewKeyring([]*Webhook{a, b, sameKey}); return err }()
 		if err == nil || !strings.Contains(err.Error(), "acme") || !strings.Contains(err.Error(), "gamma") {
-			t.Errorf("§3.2 two webhooks with one key: %v, want an error naming both", err)
+			t.Errorf("operations#webhooks-and-keys two webhooks with one key: %v, want an error naming both", err)
 		} else if strings.Contains(err.Error(), "key-a") {
-			t.Errorf("§3.2 error %q shows the key", err)
+			t.Errorf("operations#webhooks-and-keys error %q shows the key", err)
 		}
 		plain := mustWebhook(t, "plain", TypeCallCompleted, "", "password", "")
 		hashed := mustWebhook(t, "hashed", TypeUpdateFields, "", "", passwordSHA256)
 		if _, err := NewKeyring([]*Webhook{plain, hashed}); err == nil {
-			t.Error("§3.2 key password and key_sha256 of password: accepted, want the same-key error")
+			t.Error("operations#webhooks-and-keys key password and key_sha256 of password: accepted, want the same-key error")
 		}
 	})
 }
@@ -117,16 +117,16 @@ func TestKeyringAuthenticate(t *testing.T) {
 		status int
 		code   string
 	}{
-		{"§3.1 no key: 401", EndpointUpdateFields, "", nil, http.StatusUnauthorized, CodeUnauthorized},
-		{"§3.1 unknown key: 401", EndpointUpdateFields, "nope", nil, http.StatusUnauthorized, CodeUnauthorized},
-		{"§3.1 a key one character off: 401", EndpointUpdateFields, "acme-kez", nil, http.StatusUnauthorized, CodeUnauthorized},
-		{"§3.1 a key with a trailing space: 401", EndpointUpdateFields, "acme-key ", nil, http.StatusUnauthorized, CodeUnauthorized},
-		{"§3.1 a key of another type: 403", EndpointUpdateRevenue, "acme-key", nil, http.StatusForbidden, CodeForbidden},
-		{"§3.1 update_revenue key on update-fields: 403", EndpointUpdateFields, "rev-key", nil, http.StatusForbidden, CodeForbidden},
-		{"§3.1 partner key on call-completed: 403", EndpointCallCompleted, "acme-key", nil, http.StatusForbidden, CodeForbidden},
-		{"§3.1 the right key", EndpointUpdateFields, "acme-key", acme, 0, ""},
-		{"§3.1 update_revenue", EndpointUpdateRevenue, "rev-key", rev, 0, ""},
-		{"§9 key_sha256 of password matches the key password", EndpointCallCompleted, "password", platform, 0, ""},
+		{"partner-api#authentication no key: 401", EndpointUpdateFields, "", nil, http.StatusUnauthorized, CodeUnauthorized},
+		{"partner-api#authentication unknown key: 401", EndpointUpdateFields, "nope", nil, http.StatusUnauthorized, CodeUnauthorized},
+		{"partner-api#authentication a key one character off: 401", EndpointUpdateFields, "acme-kez", nil, http.StatusUnauthorized, CodeUnauthorized},
+		{"partner-api#authentication a key with a trailing space: 401", EndpointUpdateFields, "acme-key ", nil, http.StatusUnauthorized, CodeUnauthorized},
+		{"partner-api#authentication a key of another type: 403", EndpointUpdateRevenue, "acme-key", nil, http.StatusForbidden, CodeForbidden},
+		{"partner-api#authentication update_revenue key on update-fields: 403", EndpointUpdateFields, "rev-key", nil, http.StatusForbidden, CodeForbidden},
+		{"partner-api#authentication partner key on call-completed: 403", EndpointCallCompleted, "acme-key", nil, http.StatusForbidden, CodeForbidden},
+		{"partner-api#authentication the right key", EndpointUpdateFields, "acme-key", acme, 0, ""},
+		{"partner-api#authentication update_revenue", EndpointUpdateRevenue, "rev-key", rev, 0, ""},
+		{"operations#configuration key_sha256 of password matches the key password", EndpointCallCompleted, "password", platform, 0, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -144,7 +144,7 @@ func TestKeyringAuthenticate(t *testing.T) {
 				t.Errorf("error %d %s, want %d %s", e.Status, e.Code, tt.status, tt.code)
 			}
 			if tt.key != "" && strings.Contains(e.Message, tt.key) {
-				t.Errorf("§3.2 message %q shows the key", e.Message)
+				t.Errorf("operations#webhooks-and-keys message %q shows the key", e.Message)
 			}
 			if body := string(AppendError(nil, e)); !strings.Contains(body, `"code":"`+tt.code+`"`) || (tt.key != "" && strings.Contains(body, tt.key)) {
 				t.Errorf("body %s", body)
@@ -152,6 +152,6 @@ func TestKeyringAuthenticate(t *testing.T) {
 		})
 	}
 	if w := k.Lookup("password"); w != platform {
-		t.Errorf("§9 Lookup(password) = %v, want platform", w)
+		t.Errorf("operations#configuration Lookup(password) = %v, want platform", w)
 	}
 }

@@ -1,6 +1,6 @@
 // Command upstream is the minimal call store of the load benchmark
 // (bench/run.sh): on a loopback address it answers 200 {} to every
-// PATCH /v1/calls/{id} (what the postback handler sends, SPEC §7.1) and to
+// PATCH /v1/calls/{id} (what the postback handler sends, docs/operations.md#updating-a-call) and to
 // every POST (what reverse_proxy forwards), reading and discarding the
 // body, with keep-alive. Anything else is a 404, so a misrouted benchmark
 // shows up as errors instead of as speed, except GET /stats:

@@ -9,7 +9,7 @@ import (
 )
 
 // Memory is a Queue held in this process: for development and a single
-// instance only, since what it holds is lost on restart (§8.5).
+// instance only, since what it holds is lost on restart (operations#the-memory-queue).
 type Memory struct {
 	mu     sync.Mutex
 	seq    uint64

@@ -36,7 +36,7 @@ import (
 // What can remain is a call with entries waiting but no due-index member: it
 // takes a process dying between the removal and the re-check of rule 2 while
 // another process appends to that same call. The next Append, Wake (the
-// call-completed endpoint, §8.3a), Schedule or Requeue of the call restores it.
+// call-completed endpoint, operations#completion-and-dead-letters), Schedule or Requeue of the call restores it.
 
 // index adds the call to the due index unless it is already there.
 func (q *Queue) index(ctx context.Context, callLogID string, at time.Time) error {

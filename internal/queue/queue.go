@@ -1,4 +1,4 @@
-// Package queue holds the updates of calls still in progress (SPEC §8): an
+// Package queue holds the updates of calls still in progress (docs/operations.md#the-queue): an
 // ordered list per call, a due index for the periodic check, a lease so one
 // drainer at a time works a call, and dead letters kept for inspection.
 //
@@ -23,7 +23,7 @@ type Entry struct {
 	Webhook    string
 	RequestID  string
 	AcceptedAt time.Time
-	// Patch is the JSON body of the PATCH of SPEC §7.1, ready to send.
+	// Patch is the JSON body of the PATCH of docs/operations.md#updating-a-call, ready to send.
 	Patch []byte
 }
 
@@ -55,18 +55,18 @@ type Stats struct {
 // when the head of the list is no longer the entry named.
 var ErrNotLeaseholder = errors.New("queue: lease not held or entry not at head")
 
-// Queue is the store of SPEC §8. Every method is safe for concurrent use,
+// Queue is the store of docs/operations.md#the-queue. Every method is safe for concurrent use,
 // also across processes for implementations that say so.
 type Queue interface {
 	// Append adds e at the tail of its call's list, assigns e.ID, and
 	// schedules the call's next check at due unless it is already
 	// scheduled. With ifPending, it appends only when the call already has
 	// entries waiting, atomically, and reports whether it did: this is the
-	// ordering rule of §8.2.
+	// ordering rule of operations#order.
 	Append(ctx context.Context, e *Entry, ifPending bool, due time.Time) (appended bool, err error)
 
 	// Wake schedules a call with entries waiting for a check now, with its
-	// attempt count reset (§8.3a). It reports whether the call has entries.
+	// attempt count reset (operations#completion-and-dead-letters). It reports whether the call has entries.
 	Wake(ctx context.Context, callLogID string, now time.Time) (pending bool, err error)
 
 	// Due returns up to limit calls whose next check is at or before now.

@@ -12,7 +12,7 @@ import (
 )
 
 func TestPatch(t *testing.T) {
-	t.Run("§7.1 PATCH of a completed call applies and answers 200 with the call", func(t *testing.T) {
+	t.Run("operations#updating-a-call PATCH of a completed call applies and answers 200 with the call", func(t *testing.T) {
 		s, srv := newSeeded(t, nil)
 		r := do(t, srv, http.MethodPatch, "/v1/calls/abc-123",
 			`{"converted": true, "call_converted_at": "2026-03-27T10:00:00Z", "revenue_paid_out": 25.50,
@@ -31,7 +31,7 @@ func TestPatch(t *testing.T) {
 		}
 	})
 
-	t.Run("§7.1 live call answers 409 with state live and nothing applied", func(t *testing.T) {
+	t.Run("operations#updating-a-call live call answers 409 with state live and nothing applied", func(t *testing.T) {
 		s, srv := newSeeded(t, nil)
 		before := mustCall(t, s, "live-001")
 		r := do(t, srv, http.MethodPatch, "/v1/calls/live-001",
@@ -43,15 +43,15 @@ func TestPatch(t *testing.T) {
 		}
 	})
 
-	t.Run("§7.1 unknown call answers 404 call not found", func(t *testing.T) {
+	t.Run("operations#updating-a-call unknown call answers 404 call not found", func(t *testing.T) {
 		_, srv := newSeeded(t, nil)
-		// ghi-789 is the failed call of the §6.1 example, so it stays unseeded.
+		// ghi-789 is the failed call of the partner-api#responses example, so it stays unseeded.
 		r := do(t, srv, http.MethodPatch, "/v1/calls/ghi-789", `{"reason": "x"}`)
 		wantStatus(t, r, http.StatusNotFound)
 		wantBody(t, r, `{"error":"call not found"}`)
 	})
 
-	t.Run("§5 null clears a clearable field and absent leaves the rest", func(t *testing.T) {
+	t.Run("partner-api#fields null clears a clearable field and absent leaves the rest", func(t *testing.T) {
 		s, srv := newSeeded(t, nil)
 		r := do(t, srv, http.MethodPatch, "/v1/calls/def-456",
 			`{"reason": null, "call_converted_at": null}`)
@@ -69,7 +69,7 @@ func TestPatch(t *testing.T) {
 		}
 	})
 
-	t.Run("§5 tags add merges and remove deletes", func(t *testing.T) {
+	t.Run("partner-api#fields tags add merges and remove deletes", func(t *testing.T) {
 		s, srv := newSeeded(t, nil)
 		r := do(t, srv, http.MethodPatch, "/v1/calls/def-456",
 			`{"tags": {"add": {"source": "organic", "customer_type": "premium"}, "remove": ["old_tag", "never_there"]}}`)
@@ -83,7 +83,7 @@ func TestPatch(t *testing.T) {
 		}
 	})
 
-	t.Run("§5 revenue decimal text is preserved: 25.50 reads back as 25.50", func(t *testing.T) {
+	t.Run("partner-api#fields revenue decimal text is preserved: 25.50 reads back as 25.50", func(t *testing.T) {
 		s, srv := newSeeded(t, nil)
 		r := do(t, srv, http.MethodPatch, "/v1/calls/abc-123",
 			`{"revenue_paid_out": 25.50, "publisher_paid_out": 0.1000}`)
@@ -100,7 +100,7 @@ func TestPatch(t *testing.T) {
 		}
 	})
 
-	t.Run("§7.1 an empty object applies nothing and answers 200", func(t *testing.T) {
+	t.Run("operations#updating-a-call an empty object applies nothing and answers 200", func(t *testing.T) {
 		s, srv := newSeeded(t, nil)
 		before := mustCall(t, s, "def-456")
 		wantStatus(t, do(t, srv, http.MethodPatch, "/v1/calls/def-456", `{}`), http.StatusOK)
@@ -109,7 +109,7 @@ func TestPatch(t *testing.T) {
 		}
 	})
 
-	t.Run("§7.1 values a store refuses answer 422 with a message and apply nothing", func(t *testing.T) {
+	t.Run("operations#updating-a-call values a store refuses answer 422 with a message and apply nothing", func(t *testing.T) {
 		for _, tc := range []struct{ name, body, mention string }{
 			{"empty body", "", "JSON object"},
 			{"array", `[{"reason": "x"}]`, "JSON object"},
@@ -151,7 +151,7 @@ func TestPatch(t *testing.T) {
 		}
 	})
 
-	t.Run("§7.1 every problem of a body is named at once", func(t *testing.T) {
+	t.Run("operations#updating-a-call every problem of a body is named at once", func(t *testing.T) {
 		_, srv := newSeeded(t, nil)
 		r := do(t, srv, http.MethodPatch, "/v1/calls/def-456", `{"revenue_paid_out": "1", "reason": 2, "x": 3}`)
 		wantStatus(t, r, http.StatusUnprocessableEntity)
@@ -163,7 +163,7 @@ func TestPatch(t *testing.T) {
 		}
 	})
 
-	t.Run("§5 the three no_payout_reason values apply", func(t *testing.T) {
+	t.Run("partner-api#fields the three no_payout_reason values apply", func(t *testing.T) {
 		s, srv := newSeeded(t, nil)
 		for _, v := range noPayoutReasons {
 			wantStatus(t, do(t, srv, http.MethodPatch, "/v1/calls/def-456",
@@ -174,7 +174,7 @@ func TestPatch(t *testing.T) {
 		}
 	})
 
-	t.Run("§7.1 every PATCH is recorded with its headers and body", func(t *testing.T) {
+	t.Run("operations#updating-a-call every PATCH is recorded with its headers and body", func(t *testing.T) {
 		s, srv := newSeeded(t, nil)
 		do(t, srv, http.MethodPatch, "/v1/calls/abc-123", `{"reason": "sale"}`,
 			"X-Account-Id", "acct_1", "X-Request-Id", "req-1", "X-Postback-Webhook", "acme")
@@ -190,7 +190,7 @@ func TestPatch(t *testing.T) {
 		}
 	})
 
-	t.Run("§7.3 concurrent PATCHes of one call all apply", func(t *testing.T) {
+	t.Run("operations#connections-and-deadlines concurrent PATCHes of one call all apply", func(t *testing.T) {
 		s, srv := newSeeded(t, nil)
 		var wg sync.WaitGroup
 		for i := range 20 {

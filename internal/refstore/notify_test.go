@@ -31,7 +31,7 @@ func (e *edgeRecorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func TestNotify(t *testing.T) {
-	t.Run("§8.3 complete posts the call id to call-completed with the bearer key", func(t *testing.T) {
+	t.Run("operations#completion-and-dead-letters complete posts the call id to call-completed with the bearer key", func(t *testing.T) {
 		edge := &edgeRecorder{}
 		edgeSrv := httptest.NewServer(edge)
 		t.Cleanup(edgeSrv.Close)
@@ -51,7 +51,7 @@ func TestNotify(t *testing.T) {
 		}
 	})
 
-	t.Run("§8.3 a failed notification is reported and the call stays completed", func(t *testing.T) {
+	t.Run("operations#completion-and-dead-letters a failed notification is reported and the call stays completed", func(t *testing.T) {
 		dead := httptest.NewServer(http.NotFoundHandler())
 		url := dead.URL + "/postback/call-completed?moja_auth_key=in-the-url"
 		dead.Close()
@@ -64,7 +64,7 @@ func TestNotify(t *testing.T) {
 		if msg == "" || n["status"] != nil {
 			t.Fatalf("answer %s", r.body)
 		}
-		// A key in the notify URL must not come back in the answer (§3.2).
+		// A key in the notify URL must not come back in the answer (operations#webhooks-and-keys).
 		if strings.Contains(string(r.body), "in-the-url") {
 			t.Fatalf("answer leaks the URL: %s", r.body)
 		}
@@ -73,7 +73,7 @@ func TestNotify(t *testing.T) {
 		}
 	})
 
-	t.Run("§8.3 the edge's refusal is reported as its status", func(t *testing.T) {
+	t.Run("operations#completion-and-dead-letters the edge's refusal is reported as its status", func(t *testing.T) {
 		edgeSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.WriteHeader(http.StatusUnauthorized)
 		}))
@@ -86,7 +86,7 @@ func TestNotify(t *testing.T) {
 		}
 	})
 
-	t.Run("§10 an unknown call is not notified", func(t *testing.T) {
+	t.Run("operations#the-reference-call-store an unknown call is not notified", func(t *testing.T) {
 		edge := &edgeRecorder{}
 		edgeSrv := httptest.NewServer(edge)
 		t.Cleanup(edgeSrv.Close)

@@ -23,7 +23,7 @@ var escapedIDs = []struct{ id, path string }{
 
 func TestEscapedIDs(t *testing.T) {
 	for _, tc := range escapedIDs {
-		t.Run(fmt.Sprintf("§7.1 id %q sent as %s round-trips exactly", tc.id, tc.path), func(t *testing.T) {
+		t.Run(fmt.Sprintf("operations#updating-a-call id %q sent as %s round-trips exactly", tc.id, tc.path), func(t *testing.T) {
 			s, srv := newSeeded(t, nil)
 			// Decoys: the calls a sloppy router would reach instead.
 			for _, decoy := range []string{"a", "b", "x"} {
@@ -65,7 +65,7 @@ func TestEscapedIDs(t *testing.T) {
 		})
 	}
 
-	t.Run("§7.1 an escaped /complete is part of the id, not the complete route", func(t *testing.T) {
+	t.Run("operations#updating-a-call an escaped /complete is part of the id, not the complete route", func(t *testing.T) {
 		s, srv := newSeeded(t, nil)
 		r := do(t, srv, http.MethodPost, "/v1/calls/live-001%2Fcomplete", "")
 		wantStatus(t, r, http.StatusMethodNotAllowed)
@@ -74,7 +74,7 @@ func TestEscapedIDs(t *testing.T) {
 		}
 	})
 
-	t.Run("§7.1 an unescaped dot segment is refused, never resolved", func(t *testing.T) {
+	t.Run("operations#updating-a-call an unescaped dot segment is refused, never resolved", func(t *testing.T) {
 		_, srv := newSeeded(t, nil)
 		for _, p := range []string{"/v1/calls/..", "/v1/calls/.", "/v1/calls/../complete", "/v1/calls/./abc-123"} {
 			wantStatus(t, do(t, srv, http.MethodGet, p, ""), http.StatusBadRequest)

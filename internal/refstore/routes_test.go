@@ -9,39 +9,39 @@ import (
 func TestFindByPhone(t *testing.T) {
 	_, srv := newSeeded(t, nil)
 
-	t.Run("§7.2 phone lookup answers the most recent call first", func(t *testing.T) {
+	t.Run("operations#finding-a-call-by-phone-number phone lookup answers the most recent call first", func(t *testing.T) {
 		r := do(t, srv, http.MethodGet, "/v1/calls?phone_number=%2B15551234567&limit=1", "", "X-Account-Id", "acct_1")
 		wantStatus(t, r, http.StatusOK)
 		wantBody(t, r, `{"calls":[{"call_log_id":"jkl-002","state":"completed"}]}`)
 	})
 
-	t.Run("§7.2 without limit every call of the number, newest first", func(t *testing.T) {
+	t.Run("operations#finding-a-call-by-phone-number without limit every call of the number, newest first", func(t *testing.T) {
 		r := do(t, srv, http.MethodGet, "/v1/calls?phone_number=%2B15551234567", "", "X-Account-Id", "acct_1")
 		wantBody(t, r, `{"calls":[{"call_log_id":"jkl-002","state":"completed"},{"call_log_id":"jkl-001","state":"completed"}]}`)
 	})
 
-	t.Run("§7.2 a live call reports state live", func(t *testing.T) {
+	t.Run("operations#finding-a-call-by-phone-number a live call reports state live", func(t *testing.T) {
 		r := do(t, srv, http.MethodGet, "/v1/calls?phone_number=%2B15559876543&limit=1", "", "X-Account-Id", "acct_2")
 		wantBody(t, r, `{"calls":[{"call_log_id":"other-live-001","state":"live"}]}`)
 	})
 
-	t.Run("§7.2 separators in the number are normalized", func(t *testing.T) {
+	t.Run("operations#finding-a-call-by-phone-number separators in the number are normalized", func(t *testing.T) {
 		r := do(t, srv, http.MethodGet, "/v1/calls?phone_number=%2B1%20(555)%20123-4567&limit=1", "", "X-Account-Id", "acct_1")
 		wantBody(t, r, `{"calls":[{"call_log_id":"jkl-002","state":"completed"}]}`)
 	})
 
-	t.Run("§7.2 an unknown number answers an empty list", func(t *testing.T) {
+	t.Run("operations#finding-a-call-by-phone-number an unknown number answers an empty list", func(t *testing.T) {
 		r := do(t, srv, http.MethodGet, "/v1/calls?phone_number=%2B15550000000&limit=1", "", "X-Account-Id", "acct_1")
 		wantStatus(t, r, http.StatusOK)
 		wantBody(t, r, `{"calls":[]}`)
 	})
 
-	t.Run("§7.2 an unescaped + (a space) is refused, not matched", func(t *testing.T) {
+	t.Run("operations#finding-a-call-by-phone-number an unescaped + (a space) is refused, not matched", func(t *testing.T) {
 		r := do(t, srv, http.MethodGet, "/v1/calls?phone_number=+15551234567&limit=1", "")
 		wantStatus(t, r, http.StatusBadRequest)
 	})
 
-	t.Run("§7.2 a bad limit answers 400", func(t *testing.T) {
+	t.Run("operations#finding-a-call-by-phone-number a bad limit answers 400", func(t *testing.T) {
 		for _, l := range []string{"0", "-1", "x", ""} {
 			r := do(t, srv, http.MethodGet, "/v1/calls?phone_number=%2B15551234567&limit="+l, "")
 			wantStatus(t, r, http.StatusBadRequest)
@@ -50,7 +50,7 @@ func TestFindByPhone(t *testing.T) {
 }
 
 func TestGetCreateComplete(t *testing.T) {
-	t.Run("§10 GET reads a call back", func(t *testing.T) {
+	t.Run("operations#the-reference-call-store GET reads a call back", func(t *testing.T) {
 		_, srv := newSeeded(t, nil)
 		r := do(t, srv, http.MethodGet, "/v1/calls/def-456", "", "X-Account-Id", "acct_1")
 		wantStatus(t, r, http.StatusOK)
@@ -59,14 +59,14 @@ func TestGetCreateComplete(t *testing.T) {
 			`"revenue_paid_out":12.00,"reason":"sale","tags":{"old_tag":"x","source":"bing"}}`)
 	})
 
-	t.Run("§10 GET of an unknown call answers 404", func(t *testing.T) {
+	t.Run("operations#the-reference-call-store GET of an unknown call answers 404", func(t *testing.T) {
 		_, srv := newSeeded(t, nil)
 		r := do(t, srv, http.MethodGet, "/v1/calls/ghi-789", "")
 		wantStatus(t, r, http.StatusNotFound)
 		wantBody(t, r, `{"error":"call not found"}`)
 	})
 
-	t.Run("§10 POST creates a live call and answers 201", func(t *testing.T) {
+	t.Run("operations#the-reference-call-store POST creates a live call and answers 201", func(t *testing.T) {
 		s, srv := newSeeded(t, nil)
 		r := do(t, srv, http.MethodPost, "/v1/calls",
 			`{"call_log_id": "new-1", "phone_number": "+1 555 000 1111", "started_at": "2026-03-28T10:00:00Z", "tags": {"source": "demo"}}`,
@@ -79,7 +79,7 @@ func TestGetCreateComplete(t *testing.T) {
 		}
 	})
 
-	t.Run("§10 POST without call_log_id generates one and a start time", func(t *testing.T) {
+	t.Run("operations#the-reference-call-store POST without call_log_id generates one and a start time", func(t *testing.T) {
 		s, srv := newSeeded(t, nil)
 		r := do(t, srv, http.MethodPost, "/v1/calls", `{"account": "acct_1", "state": "completed", "revenue_paid_out": 1.50}`)
 		wantStatus(t, r, http.StatusCreated)
@@ -93,7 +93,7 @@ func TestGetCreateComplete(t *testing.T) {
 		}
 	})
 
-	t.Run("§10 POST of an existing id answers 409", func(t *testing.T) {
+	t.Run("operations#the-reference-call-store POST of an existing id answers 409", func(t *testing.T) {
 		_, srv := newSeeded(t, nil)
 		// other-001 belongs to acct_2: ids are unique across accounts.
 		r := do(t, srv, http.MethodPost, "/v1/calls", `{"call_log_id": "other-001"}`, "X-Account-Id", "acct_1")
@@ -101,7 +101,7 @@ func TestGetCreateComplete(t *testing.T) {
 		wantBody(t, r, `{"error":"call already exists"}`)
 	})
 
-	t.Run("§10 POST with invalid values answers 422", func(t *testing.T) {
+	t.Run("operations#the-reference-call-store POST with invalid values answers 422", func(t *testing.T) {
 		_, srv := newSeeded(t, nil)
 		for _, body := range []string{
 			`[]`,
@@ -118,7 +118,7 @@ func TestGetCreateComplete(t *testing.T) {
 		}
 	})
 
-	t.Run("§3.3 POST into another account than X-Account-Id answers 422", func(t *testing.T) {
+	t.Run("partner-api#accounts POST into another account than X-Account-Id answers 422", func(t *testing.T) {
 		s, srv := newSeeded(t, nil)
 		r := do(t, srv, http.MethodPost, "/v1/calls", `{"call_log_id": "x-1", "account": "acct_1"}`, "X-Account-Id", "acct_2")
 		wantStatus(t, r, http.StatusUnprocessableEntity)
@@ -127,7 +127,7 @@ func TestGetCreateComplete(t *testing.T) {
 		}
 	})
 
-	t.Run("§8.3 complete ends a live call, then PATCH applies", func(t *testing.T) {
+	t.Run("operations#completion-and-dead-letters complete ends a live call, then PATCH applies", func(t *testing.T) {
 		s, srv := newSeeded(t, nil)
 		patch := `{"revenue_paid_out": 25.50}`
 		wantStatus(t, do(t, srv, http.MethodPatch, "/v1/calls/live-001", patch, "X-Account-Id", "acct_1"), http.StatusConflict)
@@ -144,7 +144,7 @@ func TestGetCreateComplete(t *testing.T) {
 		wantStatus(t, do(t, srv, http.MethodPost, "/v1/calls/live-001/complete", ""), http.StatusOK)
 	})
 
-	t.Run("§10 complete of an unknown call answers 404", func(t *testing.T) {
+	t.Run("operations#the-reference-call-store complete of an unknown call answers 404", func(t *testing.T) {
 		_, srv := newSeeded(t, nil)
 		r := do(t, srv, http.MethodPost, "/v1/calls/ghi-789/complete", "")
 		wantStatus(t, r, http.StatusNotFound)
@@ -155,7 +155,7 @@ func TestGetCreateComplete(t *testing.T) {
 func TestOtherRoutes(t *testing.T) {
 	_, srv := newSeeded(t, nil)
 
-	t.Run("§10 unknown paths answer 404 JSON", func(t *testing.T) {
+	t.Run("operations#the-reference-call-store unknown paths answer 404 JSON", func(t *testing.T) {
 		for _, p := range []string{"/", "/v1", "/v1/call", "/v1/callsx", "/v1/calls/", "/v1/calls/abc-123/",
 			"/v1/calls/abc-123/completed", "/v1/calls/abc-123/complete/x", "/v2/calls/abc-123"} {
 			r := do(t, srv, http.MethodGet, p, "")
@@ -164,7 +164,7 @@ func TestOtherRoutes(t *testing.T) {
 		}
 	})
 
-	t.Run("§10 a wrong method answers 405 JSON with Allow", func(t *testing.T) {
+	t.Run("operations#the-reference-call-store a wrong method answers 405 JSON with Allow", func(t *testing.T) {
 		for _, tc := range []struct{ method, path, allow string }{
 			{http.MethodDelete, "/v1/calls", "GET, POST"},
 			{http.MethodPatch, "/v1/calls", "GET, POST"},
@@ -181,12 +181,12 @@ func TestOtherRoutes(t *testing.T) {
 		}
 	})
 
-	t.Run("§3.3 X-Account-Id given twice answers 400", func(t *testing.T) {
+	t.Run("partner-api#accounts X-Account-Id given twice answers 400", func(t *testing.T) {
 		r := do(t, srv, http.MethodGet, "/v1/calls/abc-123", "", "X-Account-Id", "acct_1", "X-Account-Id", "acct_2")
 		wantStatus(t, r, http.StatusBadRequest)
 	})
 
-	t.Run("§7.1 a body over 1 MiB answers 413", func(t *testing.T) {
+	t.Run("operations#updating-a-call a body over 1 MiB answers 413", func(t *testing.T) {
 		r := do(t, srv, http.MethodPatch, "/v1/calls/abc-123", `{"reason": "`+strings.Repeat("x", maxBody)+`"}`)
 		wantStatus(t, r, http.StatusRequestEntityTooLarge)
 	})

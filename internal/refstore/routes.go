@@ -68,13 +68,13 @@ func parseRoute(escaped string) (routeKind, string) {
 	return routeNone, ""
 }
 
-// ServeHTTP serves the call-store API of SPEC §7 and the development
-// routes of SPEC §10:
+// ServeHTTP serves the call-store API of docs/operations.md#call-store-api and the development
+// routes of docs/operations.md#the-reference-call-store:
 //
-//	GET   /v1/calls?phone_number=<E.164>&limit=<n>  calls, newest first (§7.2)
+//	GET   /v1/calls?phone_number=<E.164>&limit=<n>  calls, newest first (operations#finding-a-call-by-phone-number)
 //	POST  /v1/calls                                 create a call
 //	GET   /v1/calls/{id}                            read a call
-//	PATCH /v1/calls/{id}                            update a completed call (§7.1)
+//	PATCH /v1/calls/{id}                            update a completed call (operations#updating-a-call)
 //	POST  /v1/calls/{id}/complete                   end a call, notify the edge
 func (s *Store) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	kind, id := parseRoute(r.URL.EscapedPath())
@@ -124,7 +124,7 @@ func scopeOf(r *http.Request) (scope, bool) {
 	return scope{}, false
 }
 
-// servePatch is PATCH /v1/calls/{id} (SPEC §7.1). The body is validated
+// servePatch is PATCH /v1/calls/{id} (docs/operations.md#updating-a-call). The body is validated
 // before the call is looked up, so a bad body is a 422 whatever the call
 // (and the answer says nothing about another account's calls), and a live
 // call answers 409 only to an update that would apply once it completes.
@@ -165,13 +165,13 @@ func (s *Store) patchAnswer(w http.ResponseWriter, r *http.Request, id string, r
 	return http.StatusOK, c
 }
 
-// callSummary is one call in the answer of SPEC §7.2.
+// callSummary is one call in the answer of docs/operations.md#finding-a-call-by-phone-number.
 type callSummary struct {
 	CallLogID string `json:"call_log_id"`
 	State     string `json:"state"`
 }
 
-// serveFind is GET /v1/calls (SPEC §7.2). Without phone_number it lists
+// serveFind is GET /v1/calls (docs/operations.md#finding-a-call-by-phone-number). Without phone_number it lists
 // every call in scope, which helps a demo.
 func (s *Store) serveFind(w http.ResponseWriter, r *http.Request, sc scope) {
 	q := r.URL.Query()
@@ -202,7 +202,7 @@ func (s *Store) serveFind(w http.ResponseWriter, r *http.Request, sc scope) {
 	writeJSON(w, http.StatusOK, map[string][]callSummary{"calls": out})
 }
 
-// serveCreate is POST /v1/calls (SPEC §10).
+// serveCreate is POST /v1/calls (docs/operations.md#the-reference-call-store).
 func (s *Store) serveCreate(w http.ResponseWriter, r *http.Request, sc scope) {
 	body, status, msg := readBody(w, r)
 	if status != 0 {
@@ -232,7 +232,7 @@ func (s *Store) serveCreate(w http.ResponseWriter, r *http.Request, sc scope) {
 	writeJSON(w, http.StatusCreated, c)
 }
 
-// serveGet is GET /v1/calls/{id} (SPEC §10).
+// serveGet is GET /v1/calls/{id} (docs/operations.md#the-reference-call-store).
 func (s *Store) serveGet(w http.ResponseWriter, id string, sc scope) {
 	c, err := s.get(id, sc)
 	if err != nil {
@@ -248,7 +248,7 @@ type completed struct {
 	Notified *NotifyResult `json:"notified,omitempty"`
 }
 
-// serveComplete is POST /v1/calls/{id}/complete (SPEC §10, §8.3 a). The
+// serveComplete is POST /v1/calls/{id}/complete (docs/operations.md#the-reference-call-store, operations#completion-and-dead-letters a). The
 // call is completed first and stays so whatever the notification does.
 // Completing a completed call answers 200 and notifies again, so a demo
 // can re-trigger a drain.
@@ -284,7 +284,7 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, int, string) {
 func errorBody(msg string) map[string]string { return map[string]string{"error": msg} }
 
 // messageBody is the {"message": "..."} of a 422, which the edge passes on
-// to the partner (SPEC §7.1).
+// to the partner (docs/operations.md#updating-a-call).
 func messageBody(msg string) map[string]string { return map[string]string{"message": msg} }
 
 func writeError(w http.ResponseWriter, status int, msg string) {

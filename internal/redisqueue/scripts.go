@@ -11,7 +11,7 @@ import (
 // index. A script that fails half-way would leave its writes in place, so each
 // one checks everything it can before its first write.
 
-// appendScript is append-if-pending (§8.2): it appends only when the call has
+// appendScript is append-if-pending (operations#order): it appends only when the call has
 // entries waiting if ARGV[1] is "1", and assigns the next ID from the call's
 // counter. An append to an empty list starts a new wait, so it resets the
 // attempt count; the counter itself is kept so that IDs never repeat.

@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-// States of a call (SPEC §7.1, §7.2).
+// States of a call (docs/operations.md#updating-a-call, operations#finding-a-call-by-phone-number).
 const (
 	// StateLive is a call in progress: the store refuses updates with 409.
 	StateLive = "live"
@@ -15,10 +15,10 @@ const (
 )
 
 // noPayoutReasons are the only values no_payout_reason takes, in the
-// spelling the edge normalizes to (SPEC §5).
+// spelling the edge normalizes to (docs/partner-api.md#fields).
 var noPayoutReasons = []string{"Campaign preconversion", "Condition not met", "Caps exceeded"}
 
-// Fields are the updatable values of a call, the fields of SPEC §7.1. A nil
+// Fields are the updatable values of a call, the fields of docs/operations.md#updating-a-call. A nil
 // pointer or an empty number is a field that is not set, so it is left out
 // of the call's JSON.
 type Fields struct {
@@ -39,13 +39,13 @@ type Fields struct {
 type Call struct {
 	CallLogID string `json:"call_log_id"`
 	// Account scopes the call: a request with another X-Account-Id does
-	// not see it (SPEC §3.3).
+	// not see it (docs/partner-api.md#accounts).
 	Account string `json:"account,omitempty"`
 	// PhoneNumber is in E.164 form, e.g. +15551234567.
 	PhoneNumber string `json:"phone_number,omitempty"`
 	// State is StateLive or StateCompleted.
 	State string `json:"state"`
-	// StartedAt orders the calls of one number, newest first (SPEC §7.2).
+	// StartedAt orders the calls of one number, newest first (docs/operations.md#finding-a-call-by-phone-number).
 	StartedAt time.Time `json:"started_at"`
 	Fields
 	Tags map[string]string `json:"tags"`
@@ -76,7 +76,7 @@ func clonePtr[T any](p *T) *T {
 
 // normalizePhone does the minimal normalization a store would: drop the
 // usual separators and require E.164, "+" then 7 to 15 digits. Unlike the
-// edge (SPEC §4.3) it knows no default country code.
+// edge (docs/partner-api.md#identifying-calls) it knows no default country code.
 func normalizePhone(s string) (string, bool) {
 	out := make([]byte, 0, len(s))
 	for i := 0; i < len(s); i++ {

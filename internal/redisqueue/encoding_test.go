@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/callpostback/caddy-postback/postback/queue"
+	"github.com/callpostback/caddy-postback/internal/queue"
 	"github.com/tidwall/gjson"
 )
 

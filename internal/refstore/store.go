@@ -1,9 +1,9 @@
-// Package refstore is the reference call store of SPEC §10: an in-memory
-// implementation of the call-store HTTP API of SPEC §7 for development,
+// Package refstore is the reference call store of docs/operations.md#the-reference-call-store: an in-memory
+// implementation of the call-store HTTP API of docs/operations.md#call-store-api for development,
 // demos and tests. It is a plain net/http handler; a Caddy module wraps it.
 //
 // It is what a platform team holds its own call store against, so it
-// follows §7 to the letter: X-Account-Id scoping (§3.3), 409 {"state":
+// follows operations#call-store-api to the letter: X-Account-Id scoping (partner-api#accounts), 409 {"state":
 // "live"} for a call in progress, 422 for values a store would refuse, and
 // exact lookup of path-escaped ids. It is never a substitute for the real
 // call store in production.
@@ -128,7 +128,7 @@ func (s *Store) lookup(id string, sc scope) (*entry, error) {
 	e, ok := s.calls[id]
 	if !ok || !sc.allows(&e.call) {
 		// Another account's call is reported exactly like a missing one,
-		// so its existence does not leak (SPEC §3.3).
+		// so its existence does not leak (docs/partner-api.md#accounts).
 		return nil, errNotFound
 	}
 	return e, nil

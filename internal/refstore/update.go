@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// update is a validated PATCH body of SPEC §7.1. The set flags say which
+// update is a validated PATCH body of docs/operations.md#updating-a-call. The set flags say which
 // fields the body carried: absent leaves a field unchanged, present with a
 // nil value clears it.
 type update struct {
@@ -67,7 +67,7 @@ func decodeObject(body []byte) (map[string]json.RawMessage, error) {
 	return m, nil
 }
 
-// parseUpdate validates a PATCH body: only the fields of SPEC §7.1, each
+// parseUpdate validates a PATCH body: only the fields of docs/operations.md#updating-a-call, each
 // of the type a real call store would insist on.
 func parseUpdate(body []byte) (update, error) {
 	var u update
@@ -91,7 +91,7 @@ func parseUpdate(body []byte) (update, error) {
 	return u, nil
 }
 
-// parseField reads one field of SPEC §7.1 other than tags into u. It
+// parseField reads one field of docs/operations.md#updating-a-call other than tags into u. It
 // reports false for a key that is not such a field.
 func (u *update) parseField(key string, raw json.RawMessage, p problems) bool {
 	isNull := string(raw) == "null"
@@ -163,7 +163,7 @@ func (u *update) parseField(key string, raw json.RawMessage, p problems) bool {
 func amount(raw json.RawMessage) (json.Number, string) {
 	if len(raw) == 0 || !(raw[0] == '-' || raw[0] >= '0' && raw[0] <= '9') {
 		// A string such as "25.50" is the edge's job to turn into a number
-		// (SPEC §5); a store that accepted it would hide that bug.
+		// (docs/partner-api.md#fields); a store that accepted it would hide that bug.
 		return "", "must be a JSON number"
 	}
 	if raw[0] == '-' {

@@ -3,8 +3,8 @@ package queue_test
 import (
 	"testing"
 
-	"github.com/callpostback/caddy-postback/postback/queue"
-	"github.com/callpostback/caddy-postback/postback/queue/queuetest"
+	"github.com/callpostback/caddy-postback/internal/queue"
+	"github.com/callpostback/caddy-postback/internal/queue/queuetest"
 )
 
 func TestMemory(t *testing.T) {

@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/callpostback/caddy-postback/postback/queue"
+	"github.com/callpostback/caddy-postback/internal/queue"
 	"github.com/redis/go-redis/v9"
 )
 

@@ -1,4 +1,4 @@
-// Package redisqueue is the durable queue.Queue of SPEC §8 on Redis, shared
+// Package redisqueue is the durable queue.Queue of docs/operations.md#the-queue on Redis, shared
 // by every Caddy instance that points at the same Redis, be it a single node,
 // Sentinel or Cluster (through go-redis's UniversalClient).
 //
@@ -14,7 +14,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/callpostback/caddy-postback/postback/queue"
+	"github.com/callpostback/caddy-postback/internal/queue"
 	"github.com/redis/go-redis/v9"
 )
 

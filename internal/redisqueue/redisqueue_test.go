@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/callpostback/caddy-postback/internal/queue"
+	"github.com/callpostback/caddy-postback/internal/queue/queuetest"
 	"github.com/callpostback/caddy-postback/internal/redistest"
-	"github.com/callpostback/caddy-postback/postback/queue"
-	"github.com/callpostback/caddy-postback/postback/queue/queuetest"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -68,11 +68,11 @@ func TestCluster(t *testing.T) {
 	var prefixes atomic.Int64
 	newQueue := func() *Queue { return New(c, fmt.Sprintf("test%d:", prefixes.Add(1))) }
 
-	t.Run("§8.4 conformance on a 3-master cluster", func(t *testing.T) {
+	t.Run("operations#several-instances conformance on a 3-master cluster", func(t *testing.T) {
 		queuetest.Run(t, func(*testing.T) queue.Queue { return newQueue() })
 	})
 
-	t.Run("§8.4 keys of one call share a cluster slot, whatever the ID", func(t *testing.T) {
+	t.Run("operations#several-instances keys of one call share a cluster slot, whatever the ID", func(t *testing.T) {
 		q := newQueue()
 		lists := map[string]string{}
 		slotsUsed := map[int64]bool{}
@@ -100,7 +100,7 @@ func TestCluster(t *testing.T) {
 		}
 	})
 
-	t.Run("§8.2 §8.3 §8.4 odd call IDs go through every step on a cluster", func(t *testing.T) {
+	t.Run("operations#order operations#completion-and-dead-letters operations#several-instances odd call IDs go through every step on a cluster", func(t *testing.T) {
 		q := newQueue()
 		now := time.Now()
 		for _, id := range oddIDs {
@@ -162,7 +162,7 @@ func TestCluster(t *testing.T) {
 func TestRestartDurability(t *testing.T) {
 	ctx := context.Background()
 	for _, how := range []string{"stopped", "killed"} {
-		t.Run("§8.1 what was accepted survives redis-server being "+how+" (appendonly)", func(t *testing.T) {
+		t.Run("operations#the-queue what was accepted survives redis-server being "+how+" (appendonly)", func(t *testing.T) {
 			s := redistest.Start(t, redistest.AppendOnly())
 			q := New(newClient(t, s.Addr()), "")
 			now := time.Now().Truncate(time.Millisecond)
@@ -214,7 +214,7 @@ func TestRestartDurability(t *testing.T) {
 func TestInstanceRestart(t *testing.T) {
 	ctx := context.Background()
 	s := redistest.Start(t)
-	t.Run("§8.4 a new Queue resumes what a crashed instance left, after its lease expires", func(t *testing.T) {
+	t.Run("operations#several-instances a new Queue resumes what a crashed instance left, after its lease expires", func(t *testing.T) {
 		first := redis.NewClient(&redis.Options{Addr: s.Addr()})
 		q1 := New(first, "")
 		for _, p := range []string{"1", "2", "3"} {
@@ -269,7 +269,7 @@ func TestCompetingQueues(t *testing.T) {
 		mustAppend(t, setup, entry("c1", fmt.Sprint(i)))
 	}
 
-	t.Run("§8.4 two Queues on one Redis: one drainer at a time, every entry applied once and in order", func(t *testing.T) {
+	t.Run("operations#several-instances two Queues on one Redis: one drainer at a time, every entry applied once and in order", func(t *testing.T) {
 		queues := []*Queue{New(newClient(t, s.Addr()), ""), New(newClient(t, s.Addr()), "")}
 		var (
 			holders atomic.Int32
@@ -335,7 +335,7 @@ func TestCompetingQueues(t *testing.T) {
 		t.Logf("entries per drainer: %v", turns)
 	})
 
-	t.Run("§8.4 a drainer whose lease expired and was taken over cannot ack", func(t *testing.T) {
+	t.Run("operations#several-instances a drainer whose lease expired and was taken over cannot ack", func(t *testing.T) {
 		a, b := New(newClient(t, s.Addr()), ""), New(newClient(t, s.Addr()), "")
 		mustAppend(t, a, entry("c2", "x"))
 		if ok, _ := a.Claim(ctx, "c2", "a", 100*time.Millisecond); !ok {
@@ -372,7 +372,7 @@ func TestSelfHealingIndexes(t *testing.T) {
 	}
 	now := time.Now()
 
-	t.Run("§8.3 Due skips and drops calls with nothing waiting, and still fills its limit", func(t *testing.T) {
+	t.Run("operations#completion-and-dead-letters Due skips and drops calls with nothing waiting, and still fills its limit", func(t *testing.T) {
 		q := fresh(t)
 		for i := range 5 {
 			// What a process leaves when it dies between indexing and appending.
@@ -395,7 +395,7 @@ func TestSelfHealingIndexes(t *testing.T) {
 		}
 	})
 
-	t.Run("§8.3 Wake restores a call that lost its due-index member", func(t *testing.T) {
+	t.Run("operations#completion-and-dead-letters Wake restores a call that lost its due-index member", func(t *testing.T) {
 		q := fresh(t)
 		mustAppend(t, q, entry("c1", "x"))
 		c.ZRem(ctx, q.dueKey, "c1")
@@ -410,7 +410,7 @@ func TestSelfHealingIndexes(t *testing.T) {
 		}
 	})
 
-	t.Run("§8.3 Stats counts only calls that hold entries", func(t *testing.T) {
+	t.Run("operations#completion-and-dead-letters Stats counts only calls that hold entries", func(t *testing.T) {
 		q := fresh(t)
 		mustAppend(t, q, entry("c1", "x"))
 		c.ZAdd(ctx, q.dueKey, redis.Z{Score: score(now), Member: "ghost"})
@@ -420,7 +420,7 @@ func TestSelfHealingIndexes(t *testing.T) {
 		}
 	})
 
-	t.Run("§8.3 an emptied call leaves the due index at once and keeps its ID counter", func(t *testing.T) {
+	t.Run("operations#completion-and-dead-letters an emptied call leaves the due index at once and keeps its ID counter", func(t *testing.T) {
 		q := fresh(t)
 		e := entry("c1", "x")
 		mustAppend(t, q, e)
@@ -444,7 +444,7 @@ func TestSelfHealingIndexes(t *testing.T) {
 		}
 	})
 
-	t.Run("§8.3 dead letters keep every byte through bury and requeue", func(t *testing.T) {
+	t.Run("operations#completion-and-dead-letters dead letters keep every byte through bury and requeue", func(t *testing.T) {
 		q := fresh(t)
 		patch := "{\"a\":\"line\nbreak\"}\xff\x00"
 		reason := "unprocessable: \"bad\"\nsecond line"
@@ -482,7 +482,7 @@ func TestRedisDown(t *testing.T) {
 	mustAppend(t, q, e)
 	s.Stop()
 
-	t.Run("§8.1 every method returns an error, not a panic, when Redis is down", func(t *testing.T) {
+	t.Run("operations#the-queue every method returns an error, not a panic, when Redis is down", func(t *testing.T) {
 		now := time.Now()
 		check := func(method string, err error) {
 			t.Helper()
@@ -519,7 +519,7 @@ func TestRedisDown(t *testing.T) {
 		check("Stats", err)
 	})
 
-	t.Run("§8.1 the queue works again once Redis is back", func(t *testing.T) {
+	t.Run("operations#the-queue the queue works again once Redis is back", func(t *testing.T) {
 		s.Restart()
 		if ok, err := q.Append(ctx, entry("c1", "z"), false, time.Now()); err != nil || !ok {
 			t.Fatalf("Append after Redis came back = %v, %v", ok, err)

@@ -135,7 +135,7 @@ func decodeCall(body []byte) (Call, error) {
 }
 
 // validID accepts any id the URL space can carry, including "/", "%", "?",
-// spaces and "..": the edge is the one that restricts ids (SPEC §4.3), and
+// spaces and "..": the edge is the one that restricts ids (docs/partner-api.md#identifying-calls), and
 // the store must look up whatever reaches it exactly.
 func validID(s string) bool {
 	if s == "" {

@@ -12,7 +12,7 @@ import (
 )
 
 // NotifyConfig points the store at the edge's call-completed endpoint
-// (SPEC §8.3 a), told of each call completed through the store.
+// (docs/operations.md#completion-and-dead-letters a), told of each call completed through the store.
 type NotifyConfig struct {
 	// URL is the edge's call-completed endpoint, e.g.
 	// http://127.0.0.1:8080/postback/call-completed.
@@ -71,8 +71,8 @@ func (n *NotifyConfig) notify(ctx context.Context, id string) NotifyResult {
 }
 
 // redact drops the URL from a client error: an operator may have put a
-// key in its query string (SPEC §3.1), and keys never reach a response
-// (SPEC §3.2).
+// key in its query string (docs/partner-api.md#authentication), and keys never reach a response
+// (docs/operations.md#webhooks-and-keys).
 func redact(err error) string {
 	var ue *url.Error
 	if errors.As(err, &ue) {

@@ -1,4 +1,4 @@
-// Package queuetest is the behaviour every queue.Queue must show (SPEC §8),
+// Package queuetest is the behaviour every queue.Queue must show (docs/operations.md#the-queue),
 // run against each implementation by its own tests.
 package queuetest
 
@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/callpostback/caddy-postback/postback/queue"
+	"github.com/callpostback/caddy-postback/internal/queue"
 )
 
 // Run exercises q, a fresh and empty queue made by newQueue for each subtest.
@@ -41,7 +41,7 @@ func Run(t *testing.T, newQueue func(t *testing.T) queue.Queue) {
 		return out
 	}
 
-	t.Run("§8.2 append keeps order and ifPending appends only behind waiting entries", func(t *testing.T) {
+	t.Run("operations#order append keeps order and ifPending appends only behind waiting entries", func(t *testing.T) {
 		q := newQueue(t)
 		if mustAppend(t, q, entry("c1", `{"a":1}`), true) {
 			t.Fatal("ifPending appended to an empty call")
@@ -66,7 +66,7 @@ func Run(t *testing.T, newQueue func(t *testing.T) queue.Queue) {
 		}
 	})
 
-	t.Run("§8.3 due, schedule and wake", func(t *testing.T) {
+	t.Run("operations#completion-and-dead-letters due, schedule and wake", func(t *testing.T) {
 		q := newQueue(t)
 		if _, err := q.Append(ctx, entry("c1", `{}`), false, now.Add(time.Minute)); err != nil {
 			t.Fatal(err)
@@ -111,7 +111,7 @@ func Run(t *testing.T, newQueue func(t *testing.T) queue.Queue) {
 		}
 	})
 
-	t.Run("§8.4 lease: one owner at a time, expiry, release", func(t *testing.T) {
+	t.Run("operations#several-instances lease: one owner at a time, expiry, release", func(t *testing.T) {
 		q := newQueue(t)
 		if ok, err := q.Claim(ctx, "c1", "a", 300*time.Millisecond); err != nil || !ok {
 			t.Fatalf("first claim = %v, %v", ok, err)
@@ -140,7 +140,7 @@ func Run(t *testing.T, newQueue func(t *testing.T) queue.Queue) {
 		}
 	})
 
-	t.Run("§8.3 ack and bury need the lease and the head; dead letters and requeue", func(t *testing.T) {
+	t.Run("operations#completion-and-dead-letters ack and bury need the lease and the head; dead letters and requeue", func(t *testing.T) {
 		q := newQueue(t)
 		mustAppend(t, q, entry("c1", `{"a":1}`), false)
 		mustAppend(t, q, entry("c1", `{"a":2}`), false)
@@ -210,7 +210,7 @@ func Run(t *testing.T, newQueue func(t *testing.T) queue.Queue) {
 		}
 	})
 
-	t.Run("§8.2 concurrent appends keep every entry once", func(t *testing.T) {
+	t.Run("operations#order concurrent appends keep every entry once", func(t *testing.T) {
 		q := newQueue(t)
 		mustAppend(t, q, entry("c1", `0`), false)
 		var wg sync.WaitGroup

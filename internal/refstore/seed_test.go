@@ -9,7 +9,7 @@ import (
 )
 
 func TestLoadFile(t *testing.T) {
-	t.Run("§10 testdata/calls.json loads the documented calls", func(t *testing.T) {
+	t.Run("operations#the-reference-call-store testdata/calls.json loads the documented calls", func(t *testing.T) {
 		calls, err := LoadFile(seedPath)
 		if err != nil {
 			t.Fatal(err)
@@ -32,7 +32,7 @@ func TestLoadFile(t *testing.T) {
 			}
 		}
 		if _, ok := byID["ghi-789"]; ok {
-			t.Error("ghi-789 is the not-found call of the §6.1 example and must stay unseeded")
+			t.Error("ghi-789 is the not-found call of the partner-api#responses example and must stay unseeded")
 		}
 		older, newer := byID["jkl-001"], byID["jkl-002"]
 		if older.PhoneNumber != "+15551234567" || newer.PhoneNumber != older.PhoneNumber || !newer.StartedAt.After(older.StartedAt) {
@@ -46,7 +46,7 @@ func TestLoadFile(t *testing.T) {
 		}
 	})
 
-	t.Run("§10 a bad seed file is an error naming the call", func(t *testing.T) {
+	t.Run("operations#the-reference-call-store a bad seed file is an error naming the call", func(t *testing.T) {
 		for _, tc := range []struct{ name, content, mention string }{
 			{"not JSON", `{`, "unexpected EOF"},
 			{"misspelt top key", `{"call": []}`, "unknown field"},
@@ -69,13 +69,13 @@ func TestLoadFile(t *testing.T) {
 		}
 	})
 
-	t.Run("§10 a missing file is an error", func(t *testing.T) {
+	t.Run("operations#the-reference-call-store a missing file is an error", func(t *testing.T) {
 		if _, err := LoadFile(filepath.Join(t.TempDir(), "nope.json")); err == nil {
 			t.Fatal("no error")
 		}
 	})
 
-	t.Run("§10 New defaults the state to live and copies the seed", func(t *testing.T) {
+	t.Run("operations#the-reference-call-store New defaults the state to live and copies the seed", func(t *testing.T) {
 		seed := []Call{{CallLogID: "s-1", Tags: map[string]string{"a": "b"}}}
 		s := New(Options{Seed: seed})
 		seed[0].Tags["a"] = "changed"
