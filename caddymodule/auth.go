@@ -49,7 +49,7 @@ func (h *Handler) newWebhook(wc WebhookConfig, repl *caddy.Replacer) (*postback.
 		if kc.Expires != "" {
 			t, err := time.Parse(time.RFC3339, kc.Expires)
 			if err != nil {
-				return nil, errors.New("webhook " + wc.Name + ": expires " + kc.Expires + " of key " + strconv.Itoa(i) + " must be an RFC 3339 time such as 2026-12-31T00:00:00Z")
+				return nil, errors.New("webhook " + wc.Name + ": key " + strconv.Itoa(i) + ": expires " + strconv.Quote(kc.Expires) + " must be an RFC 3339 time such as 2026-12-31T00:00:00Z")
 			}
 			k.Expires = t
 		}
