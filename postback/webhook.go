@@ -21,7 +21,7 @@ type Webhook struct {
 	keys    []webhookKey
 	// secrets are the decoded Standard Webhooks signing secrets; with any,
 	// every request must be signed.
-	secrets [][]byte
+	secrets []*signingKey
 	// requireKey asks a signed request for its key as well
 	// (require key_and_signature).
 	requireKey bool
@@ -108,7 +108,7 @@ func NewWebhookFrom(s WebhookSpec) (*Webhook, error) {
 			}
 			return nil, errors.New(which + err.Error())
 		}
-		w.secrets = append(w.secrets, key)
+		w.secrets = append(w.secrets, newSigningKey(key))
 	}
 	if len(w.keys) == 0 && len(w.secrets) == 0 {
 		return nil, errors.New("webhook " + s.Name + ": key is empty (is its environment variable set?) and no key_sha256 or signing_secret is given")
@@ -166,7 +166,7 @@ func NewKeyring(webhooks []*Webhook) (*Keyring, error) {
 			}
 			for _, sa := range a.secrets {
 				for _, sb := range b.secrets {
-					if hmac.Equal(sa, sb) {
+					if hmac.Equal(sa.key, sb.key) {
 						return nil, errors.New("webhooks " + b.Name + " and " + a.Name + " have the same signing_secret; a secret belongs to one webhook")
 					}
 				}
@@ -193,7 +193,7 @@ func (w *Webhook) checkOwnDuplicates() error {
 	}
 	for i, a := range w.secrets {
 		for j, b := range w.secrets[:i] {
-			if hmac.Equal(a, b) {
+			if hmac.Equal(a.key, b.key) {
 				return errors.New("webhook " + w.Name + ": signing secrets " + strconv.Itoa(j) + " and " + strconv.Itoa(i) + " are the same")
 			}
 		}
