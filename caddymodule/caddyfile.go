@@ -137,13 +137,13 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 //		strict
 //		default_country_code <digits>|none
 //		webhook <name> {
-//			type       update_revenue|update_tags|update_fields|call_completed
-//			account    <account id>
+//			type           update_revenue|update_tags|update_fields|call_completed
+//			account        <account id>
 //			key            <key> [expires <RFC 3339 time>]
 //			key_sha256     <hex> [expires <RFC 3339 time>]
 //			signing_secret <whsec_...>
 //			require        key_and_signature
-//			rate_limit <events>/<period> [<burst>]
+//			rate_limit     <events>/<period> [<burst>]
 //		}
 //	}
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
