@@ -31,11 +31,11 @@ const RequireKeyAndSignature = "key_and_signature"
 // newWebhook builds one configured webhook, with its placeholders
 // replaced, and warns of keys that have already expired.
 func (h *Handler) newWebhook(wc WebhookConfig, repl *caddy.Replacer) (*postback.Webhook, error) {
-	spec := postback.WebhookSpec{Name: wc.Name, Type: wc.Type, Account: repl.ReplaceAll(wc.Account, "")}
+	opts := postback.WebhookOptions{Name: wc.Name, Type: wc.Type, Account: repl.ReplaceAll(wc.Account, "")}
 	switch wc.Require {
 	case "":
 	case RequireKeyAndSignature:
-		spec.RequireKeyAndSignature = true
+		opts.RequireKeyAndSignature = true
 	default:
 		return nil, errors.New("webhook " + wc.Name + ": require must be key_and_signature, not " + wc.Require)
 	}
@@ -53,18 +53,18 @@ func (h *Handler) newWebhook(wc WebhookConfig, repl *caddy.Replacer) (*postback.
 			}
 			k.Expires = t
 		}
-		spec.Keys = append(spec.Keys, k)
+		opts.Keys = append(opts.Keys, k)
 	}
 	for _, s := range wc.SigningSecrets {
-		spec.SigningSecrets = append(spec.SigningSecrets, repl.ReplaceAll(s, ""))
+		opts.SigningSecrets = append(opts.SigningSecrets, repl.ReplaceAll(s, ""))
 	}
-	w, err := postback.NewWebhookFrom(spec)
+	w, err := postback.NewWebhookFrom(opts)
 	if err != nil {
 		return nil, err
 	}
 	for _, i := range w.ExpiredKeys(time.Now()) {
 		h.logger.Warn("webhook key already expired: it is refused with 401 \"key expired\"; remove it from the config",
-			zap.String("webhook", wc.Name), zap.Int("key_index", i), zap.Time("expires", spec.Keys[i].Expires))
+			zap.String("webhook", wc.Name), zap.Int("key_index", i), zap.Time("expires", opts.Keys[i].Expires))
 	}
 	return w, nil
 }

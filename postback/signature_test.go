@@ -28,7 +28,7 @@ func (c *clock) now() time.Time { return c.t }
 
 func vectorKeyring(t testing.TB, c *clock) *Keyring {
 	t.Helper()
-	w, err := NewWebhookFrom(WebhookSpec{Name: "vector", Type: TypeUpdateFields, SigningSecrets: []string{vectorSecret}})
+	w, err := NewWebhookFrom(WebhookOptions{Name: "vector", Type: TypeUpdateFields, SigningSecrets: []string{vectorSecret}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,12 +105,12 @@ func TestVerifySignature(t *testing.T) {
 	t.Parallel()
 	now := time.Unix(1767225600, 0)
 	oldSecret, newSec, revSecret, bothSecret := newSecret(t), newSecret(t), newSecret(t), newSecret(t)
-	fields, err := NewWebhookFrom(WebhookSpec{Name: "fields", Type: TypeUpdateFields, Account: "acct_1", SigningSecrets: []string{newSec}})
+	fields, err := NewWebhookFrom(WebhookOptions{Name: "fields", Type: TypeUpdateFields, Account: "acct_1", SigningSecrets: []string{newSec}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	rev, _ := NewWebhookFrom(WebhookSpec{Name: "rev", Type: TypeUpdateRevenue, SigningSecrets: []string{revSecret}})
-	both, err := NewWebhookFrom(WebhookSpec{Name: "both", Type: TypeUpdateTags, Keys: []Key{{Key: "both-key"}}, SigningSecrets: []string{bothSecret}, RequireKeyAndSignature: true})
+	rev, _ := NewWebhookFrom(WebhookOptions{Name: "rev", Type: TypeUpdateRevenue, SigningSecrets: []string{revSecret}})
+	both, err := NewWebhookFrom(WebhookOptions{Name: "both", Type: TypeUpdateTags, Keys: []Key{{Key: "both-key"}}, SigningSecrets: []string{bothSecret}, RequireKeyAndSignature: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,7 +198,7 @@ func TestVerifySignature(t *testing.T) {
 func TestKeyRotation(t *testing.T) {
 	t.Parallel()
 	expires := time.Date(2026, 12, 10, 0, 0, 0, 0, time.UTC)
-	w, err := NewWebhookFrom(WebhookSpec{Name: "acme", Type: TypeUpdateFields, Keys: []Key{
+	w, err := NewWebhookFrom(WebhookOptions{Name: "acme", Type: TypeUpdateFields, Keys: []Key{
 		{Key: "old-key", Expires: expires},
 		{SHA256: sha256Hex("new-key")},
 	}})
@@ -238,25 +238,25 @@ func TestKeyRotation(t *testing.T) {
 	}
 }
 
-func TestWebhookSpecRefusals(t *testing.T) {
+func TestWebhookOptionsRefusals(t *testing.T) {
 	t.Parallel()
 	s1, s2 := newSecret(t), newSecret(t)
 	bad := []struct {
 		name string
-		spec WebhookSpec
+		opts WebhookOptions
 		says string
 	}{
-		{"a secret without whsec_", WebhookSpec{Name: "a", Type: TypeUpdateFields, SigningSecrets: []string{strings.TrimPrefix(s1, "whsec_")}}, "must start with whsec_"},
-		{"a secret that is not base64", WebhookSpec{Name: "a", Type: TypeUpdateFields, SigningSecrets: []string{"whsec_!!!"}}, "base64"},
-		{"a secret of 8 bytes", WebhookSpec{Name: "a", Type: TypeUpdateFields, SigningSecrets: []string{"whsec_AAAAAAAAAAA="}}, "16 to 64 bytes"},
-		{"an empty secret", WebhookSpec{Name: "a", Type: TypeUpdateFields, SigningSecrets: []string{""}}, "environment variable"},
-		{"require key_and_signature without key", WebhookSpec{Name: "a", Type: TypeUpdateFields, SigningSecrets: []string{s1}, RequireKeyAndSignature: true}, "require key_and_signature needs"},
-		{"the second of two keys empty", WebhookSpec{Name: "a", Type: TypeUpdateFields, Keys: []Key{{Key: "k"}, {}}}, "key 1: key is empty"},
-		{"nothing at all", WebhookSpec{Name: "a", Type: TypeUpdateFields}, "no key_sha256 or signing_secret"},
+		{"a secret without whsec_", WebhookOptions{Name: "a", Type: TypeUpdateFields, SigningSecrets: []string{strings.TrimPrefix(s1, "whsec_")}}, "must start with whsec_"},
+		{"a secret that is not base64", WebhookOptions{Name: "a", Type: TypeUpdateFields, SigningSecrets: []string{"whsec_!!!"}}, "base64"},
+		{"a secret of 8 bytes", WebhookOptions{Name: "a", Type: TypeUpdateFields, SigningSecrets: []string{"whsec_AAAAAAAAAAA="}}, "16 to 64 bytes"},
+		{"an empty secret", WebhookOptions{Name: "a", Type: TypeUpdateFields, SigningSecrets: []string{""}}, "environment variable"},
+		{"require key_and_signature without key", WebhookOptions{Name: "a", Type: TypeUpdateFields, SigningSecrets: []string{s1}, RequireKeyAndSignature: true}, "require key_and_signature needs"},
+		{"the second of two keys empty", WebhookOptions{Name: "a", Type: TypeUpdateFields, Keys: []Key{{Key: "k"}, {}}}, "key 1: key is empty"},
+		{"nothing at all", WebhookOptions{Name: "a", Type: TypeUpdateFields}, "no key_sha256 or signing_secret"},
 	}
 	for _, tt := range bad {
 		t.Run("operations#keys-rotation-and-signatures "+tt.name, func(t *testing.T) {
-			_, err := NewWebhookFrom(tt.spec)
+			_, err := NewWebhookFrom(tt.opts)
 			if err == nil || !strings.Contains(err.Error(), tt.says) {
 				t.Fatalf("error %v, want one saying %q", err, tt.says)
 			}
@@ -265,17 +265,17 @@ func TestWebhookSpecRefusals(t *testing.T) {
 			}
 		})
 	}
-	a, _ := NewWebhookFrom(WebhookSpec{Name: "a", Type: TypeUpdateFields, SigningSecrets: []string{s1}})
-	b, _ := NewWebhookFrom(WebhookSpec{Name: "b", Type: TypeUpdateRevenue, SigningSecrets: []string{s2, s1}})
+	a, _ := NewWebhookFrom(WebhookOptions{Name: "a", Type: TypeUpdateFields, SigningSecrets: []string{s1}})
+	b, _ := NewWebhookFrom(WebhookOptions{Name: "b", Type: TypeUpdateRevenue, SigningSecrets: []string{s2, s1}})
 	if _, err := NewKeyring([]*Webhook{a, b}); err == nil || !strings.Contains(err.Error(), "same signing_secret") || !strings.Contains(err.Error(), "a and b") {
 		t.Errorf("operations#keys-rotation-and-signatures one secret on two webhooks: %v, want a load error naming both", err)
 	}
-	twice, _ := NewWebhookFrom(WebhookSpec{Name: "c", Type: TypeUpdateFields, Keys: []Key{{Key: "k"}, {SHA256: sha256Hex("k")}}})
+	twice, _ := NewWebhookFrom(WebhookOptions{Name: "c", Type: TypeUpdateFields, Keys: []Key{{Key: "k"}, {SHA256: sha256Hex("k")}}})
 	if _, err := NewKeyring([]*Webhook{twice}); err == nil || !strings.Contains(err.Error(), "keys 0 and 1 are the same key") {
 		t.Errorf("one key twice in a webhook: %v", err)
 	}
 	// A key already expired at load is accepted (the handler warns).
-	past, err := NewWebhookFrom(WebhookSpec{Name: "d", Type: TypeUpdateFields, Keys: []Key{{Key: "k", Expires: time.Unix(0, 0)}}})
+	past, err := NewWebhookFrom(WebhookOptions{Name: "d", Type: TypeUpdateFields, Keys: []Key{{Key: "k", Expires: time.Unix(0, 0)}}})
 	if err != nil || len(past.ExpiredKeys(time.Now())) != 1 {
 		t.Errorf("operations#keys-rotation-and-signatures a key expired at load: %v, %v; want accepted and listed as expired", past, err)
 	}
@@ -318,7 +318,7 @@ func TestForEachV1Signature(t *testing.T) {
 // and body, and a constant-time comparison.
 func BenchmarkVerifySignature(b *testing.B) {
 	secret := newSecret(b)
-	w, err := NewWebhookFrom(WebhookSpec{Name: "bench", Type: TypeUpdateFields, SigningSecrets: []string{secret}})
+	w, err := NewWebhookFrom(WebhookOptions{Name: "bench", Type: TypeUpdateFields, SigningSecrets: []string{secret}})
 	if err != nil {
 		b.Fatal(err)
 	}

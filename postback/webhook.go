@@ -40,8 +40,8 @@ type Key struct {
 	Expires time.Time // zero: never
 }
 
-// WebhookSpec is what a webhook is made of.
-type WebhookSpec struct {
+// WebhookOptions is what a webhook is made of.
+type WebhookOptions struct {
 	Name    string
 	Type    string
 	Account string
@@ -55,13 +55,13 @@ type WebhookSpec struct {
 // NewWebhook makes a webhook from a plain key or from the hex SHA-256 of
 // the key; exactly one of the two is given.
 func NewWebhook(name, webhookType, account, key, keySHA256 string) (*Webhook, error) {
-	return NewWebhookFrom(WebhookSpec{Name: name, Type: webhookType, Account: account, Keys: []Key{{Key: key, SHA256: keySHA256}}})
+	return NewWebhookFrom(WebhookOptions{Name: name, Type: webhookType, Account: account, Keys: []Key{{Key: key, SHA256: keySHA256}}})
 }
 
 // NewWebhookFrom makes a webhook with any number of keys and signing
 // secrets; it needs at least one of either. An error names the webhook,
 // never a key or secret.
-func NewWebhookFrom(s WebhookSpec) (*Webhook, error) {
+func NewWebhookFrom(s WebhookOptions) (*Webhook, error) {
 	w := &Webhook{Name: s.Name, Type: s.Type, Account: s.Account, requireKey: s.RequireKeyAndSignature}
 	if s.Name == "" {
 		return nil, errors.New("webhook needs a name")
