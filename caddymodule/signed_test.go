@@ -118,6 +118,14 @@ func TestSignedPostbacks(t *testing.T) {
 			t.Fatalf("status %d: %s", status, out)
 		}
 	})
+	t.Run("partner-api#signed-postbacks signatures on two header lines are read as one list", func(t *testing.T) {
+		body := `{"call_log_id":"sig-lines","converted":true}`
+		h := signedHeaders(signedSecretNew, "msg_lines", now, body)
+		h["Webhook-Signature"] = []string{signature(revenueSecret, "msg_lines", h.Get("Webhook-Timestamp"), body), h.Get("Webhook-Signature")}
+		if status, out := do(t, tester.Client, "POST", url, body, h); status != 200 || len(store.applied("sig-lines")) != 1 {
+			t.Fatalf("status %d: %s", status, out)
+		}
+	})
 	t.Run("partner-api#signed-postbacks the webhook's older secret still signs until it is removed", func(t *testing.T) {
 		body := `{"call_log_id":"sig-old","converted":true}`
 		if status, out := do(t, tester.Client, "POST", url, body, signedHeaders(signedSecretOld, "msg_old", now, body)); status != 200 {
