@@ -4,6 +4,7 @@ export ACME_REVENUE_KEY ?= demo-revenue-key
 export ACME_TAGS_KEY    ?= demo-tags-key
 export OTHER_FIELDS_KEY ?= demo-other-key
 export PLATFORM_KEY     ?= demo-platform-key
+export ACME_SIGNING_SECRET ?= whsec_Y2FkZHktcG9zdGJhY2stZGVtby1zZWNyZXQtYWNtZSE=
 
 .PHONY: run test caddy xcaddy bench
 

@@ -3,7 +3,7 @@
 # measurements (see bench/README.md).
 #
 #   bash bench/profile.sh                      # under the "single" load
-#   TARGET=reject bash bench/profile.sh        # single, batch, proxy, reject or respond
+#   TARGET=reject bash bench/profile.sh        # single, batch, proxy, reject, respond or signed
 #   PROFILE_SECONDS=30 OUT=/tmp/prof bash bench/profile.sh
 #
 # Same build, Caddyfile, pinning and load as that measurement of bench/run.sh. While the load runs it fetches, over the same window, from
@@ -27,9 +27,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 PROFILE_SECONDS=${PROFILE_SECONDS:-20}
 TARGET=${TARGET:-single}
 case $TARGET in
-single | batch | proxy | reject | respond) ;;
+single | batch | proxy | reject | respond | signed) ;;
 *)
-	log "TARGET must be single, batch, proxy, reject or respond, got $TARGET"
+	log "TARGET must be single, batch, proxy, reject, respond or signed, got $TARGET"
 	exit 2
 	;;
 esac
@@ -54,15 +54,17 @@ cp "$BENCH_TMP/caddy" "$OUT/caddy"
 # 1s before the profiles start, and 1s after they end.
 wait_quiet
 LOAD_SECONDS=$((PROFILE_SECONDS + 2))
+LOAD_FLAGS=()
 case $TARGET in
 single) LOAD=("$POSTBACK_URL" "$SINGLE_BODY" 200) ;;
+signed) LOAD=("$SIGNED_URL" "$SINGLE_BODY" 200) LOAD_FLAGS=(-sign-secret "$BENCH_SECRET") ;;
 batch) LOAD=("$POSTBACK_URL" "$BATCH_BODY" 200) ;;
 proxy) LOAD=("$PROXY_URL" "$SINGLE_BODY" 200) ;;
 reject) LOAD=("$POSTBACK_URL" "$REJECT_BODY" 400) ;;
 respond) LOAD=("$STATIC_URL" "$REJECT_BODY" 200) ;;
 esac
 log "$TARGET load for ${WARMUP} + ${LOAD_SECONDS}s; profiling Caddy (pid $CADDY_PID) for ${PROFILE_SECONDS}s ..."
-loadgen "${LOAD[@]}" "${LOAD_SECONDS}s" >"$OUT/load.json" &
+loadgen "${LOAD[@]}" "${LOAD_SECONDS}s" "${LOAD_FLAGS[@]}" >"$OUT/load.json" &
 LOAD_PID=$!
 BG_PIDS+=("$LOAD_PID")
 sleep "$(awk -v w="$(seconds "$WARMUP")" 'BEGIN {print w + 1}')"

@@ -14,12 +14,15 @@
 #   batch   POST a 50-id update_fields postback     -> 50 PATCHes upstream
 #   reject  POST an invalid body to the handler     -> 400, nothing upstream
 #   respond POST the same body to a static `respond`
+#   keyed   the single-id postback with its query key, again ...
+#   signed  ... and right beside it the same postback signed (Standard Webhooks,
+#           no key; the load generator computes each request's signature)
 #
-# Odd rounds run proxy, single, batch, reject, respond; even rounds the reverse
-# order within each group (batch, single, proxy, respond, reject), so "single"
-# is always measured right next to both its partners and drift (heat, the
-# neighbours' load, GC state) cancels over the rounds instead of favouring one
-# side. The report gives, per ratio, min / median / max over the rounds, the
+# Odd rounds run proxy, single, batch, reject, respond, keyed, signed; even
+# rounds the reverse order within each group (batch, single, proxy, respond,
+# reject, signed, keyed), so "single" is always measured right next to both its
+# partners, each pair back to back, and drift (heat, the neighbours' load, GC
+# state) cancels over the rounds instead of favouring one side. The report gives, per ratio, min / median / max over the rounds, the
 # raw figures and the machine. A measurement, not a test: it exits 0 whatever
 # the ratios (non-zero only when it could not run).
 #
@@ -60,9 +63,9 @@ jnum() { # jnum <json> <key>: a number field of loadgen's JSON line, 0 when abse
 	echo "${v:-0}"
 }
 
-measure() { # measure <round> <name> <url> <body file> <expected status>
+measure() { # measure <round> <name> <url> <body file> <expected status> [loadgen flags...]
 	local json
-	json=$(loadgen "$3" "$4" "$5" "$DURATION")
+	json=$(loadgen "$3" "$4" "$5" "$DURATION" "${@:6}")
 	echo "{\"round\":$1,\"target\":\"$2\",\"result\":$json}" >>"$RAW"
 	echo "$1 $2 $(jnum "$json" rps) $(jnum "$json" cpu_us_per_req) $(jnum "$json" cpu_util)" \
 		"$(jnum "$json" errors) $(jnum "$json" rss_peak_kib) $(jnum "$json" requests)" \
@@ -81,6 +84,8 @@ run_target() { # run_target <round> <name>
 	batch) measure "$1" batch "$POSTBACK_URL" "$BATCH_BODY" 200 ;;
 	reject) measure "$1" reject "$POSTBACK_URL" "$REJECT_BODY" 400 ;;
 	respond) measure "$1" respond "$STATIC_URL" "$REJECT_BODY" 200 ;;
+	keyed) measure "$1" keyed "$POSTBACK_URL" "$SINGLE_BODY" 200 ;;
+	signed) measure "$1" signed "$SIGNED_URL" "$SINGLE_BODY" 200 -sign-secret "$BENCH_SECRET" ;;
 	esac
 }
 
@@ -88,13 +93,13 @@ wait_quiet
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 RSS_IDLE=$(rss_kib "$CADDY_PID")
 STARTED=$SECONDS
-log "measuring: $ROUNDS rounds x 5 measurements x (${WARMUP} warm-up + ${DURATION}), about" \
-	"$(awk -v r="$ROUNDS" -v d="$(seconds "$DURATION")" -v w="$(seconds "$WARMUP")" 'BEGIN {printf "%.0f", r * 5 * (d + w + 0.5)}')s ..."
+log "measuring: $ROUNDS rounds x 7 measurements x (${WARMUP} warm-up + ${DURATION}), about" \
+	"$(awk -v r="$ROUNDS" -v d="$(seconds "$DURATION")" -v w="$(seconds "$WARMUP")" 'BEGIN {printf "%.0f", r * 7 * (d + w + 0.5)}')s ..."
 for ((r = 1; r <= ROUNDS; r++)); do
 	if ((r % 2 == 1)); then
-		order=(proxy single batch reject respond)
+		order=(proxy single batch reject respond keyed signed)
 	else
-		order=(batch single proxy respond reject)
+		order=(batch single proxy respond reject signed keyed)
 	fi
 	for t in "${order[@]}"; do run_target "$r" "$t"; done
 done
@@ -154,25 +159,26 @@ END {
 		"caddy", "load", "other", "errors", "RSS MiB", "up/req", "up conn"
 	for (i = 1; i <= nrows; i++) {
 		split(order[i], k, SUBSEP); r = k[1]; t = k[2]
-		calls = (t == "batch") ? rps[r, t] * batch : (t == "single" ? rps[r, t] : 0)
+		calls = (t == "batch") ? rps[r, t] * batch : ((t == "single" || t == "keyed" || t == "signed") ? rps[r, t] : 0)
 		printf "  %-5d %-8s %9.1f %9s %10.1f %5.2f %5.2f %5.2f %6d %7.1f %7.2f %7d\n", r, t, rps[r, t],
 			(calls > 0 ? sprintf("%.1f", calls) : "-"), cpu[r, t], util[r, t], loadc[r, t], other[r, t],
 			errs[r, t], rss[r, t] / 1024, upper[r, t], upconns[r, t]
 	}
 	print "  RSS MiB: peak VmRSS of Caddy during the window. up/req: requests the upstream answered in the window"
-	print "  per request completed (1 for single and proxy, 50 for batch, 0 for reject and respond); up conn:"
+	print "  per request completed (1 for single, keyed, signed and proxy, 50 for batch, 0 for reject and respond); up conn:"
 	print "  connections the upstream accepted in the window (0 when Caddy reuses its pooled connections)."
 	print ""
 	printf "ratios per round (a round is disturbed when other processes took over %.2f core in one of its windows):\n", other_max
-	printf "  %-5s %18s %20s %20s %20s  %s\n", "round", "single/proxy req/s", "single/proxy CPU/req", "batch/single calls/s", "reject/respond req/s", "max other"
+	printf "  %-5s %18s %20s %20s %20s %18s  %s\n", "round", "single/proxy req/s", "single/proxy CPU/req", "batch/single calls/s", "reject/respond req/s", "signed/keyed req/s", "max other"
 	for (r = 1; r <= rounds; r++) {
 		setratio("rps", r, rps[r, "single"], rps[r, "proxy"])
 		setratio("cpu", r, cpu[r, "single"], cpu[r, "proxy"])
 		setratio("batch", r, rps[r, "batch"] * batch, rps[r, "single"])
 		setratio("reject", r, rps[r, "reject"], rps[r, "respond"])
+		setratio("signed", r, rps[r, "signed"], rps[r, "keyed"])
 		if (!disturbed[r]) clean++
-		printf "  %-5d %18s %20s %20s %20s  %.2f%s\n", r, showratio("rps", r), showratio("cpu", r), showratio("batch", r),
-			showratio("reject", r), maxother_r[r], disturbed[r] ? " disturbed" : ""
+		printf "  %-5d %18s %20s %20s %20s %18s  %.2f%s\n", r, showratio("rps", r), showratio("cpu", r), showratio("batch", r),
+			showratio("reject", r), showratio("signed", r), maxother_r[r], disturbed[r] ? " disturbed" : ""
 	}
 	print ""
 	printf "summary over all %d rounds                    %7s %7s %7s    %-7s  %s\n", rounds, "min", "median", "max", "target", "median vs target"
@@ -180,6 +186,7 @@ END {
 	summary("cpu", "single / reverse_proxy, CPU per request", "<=", 0.75, 0)
 	summary("batch", "batch(50) / single, calls/s", ">=", 2.2, 0)
 	summary("reject", "reject(400) / respond, req/s", ">=", 0.9, 0)
+	summary("signed", "signed / query key, req/s", ">=", 0.95, 0)
 	if (clean > 0 && clean < rounds) {
 		print ""
 		printf "summary over the %d undisturbed rounds        %7s %7s %7s    %-7s  %s\n", clean, "min", "median", "max", "target", "median vs target"
@@ -187,6 +194,7 @@ END {
 		summary("cpu", "single / reverse_proxy, CPU per request", "<=", 0.75, 1)
 		summary("batch", "batch(50) / single, calls/s", ">=", 2.2, 1)
 		summary("reject", "reject(400) / respond, req/s", ">=", 0.9, 1)
+		summary("signed", "signed / query key, req/s", ">=", 0.95, 1)
 	}
 	print ""
 	printf "memory:   Caddy VmRSS %.1f MiB idle before the load; peak %.1f MiB during the single-id runs (round %d); %.1f MiB after all runs\n",

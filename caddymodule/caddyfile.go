@@ -3,6 +3,8 @@ package caddymodule
 import (
 	"net/http"
 	"strconv"
+	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -127,6 +129,7 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 // UnmarshalCaddyfile reads the postback directive:
 //
 //	postback {
+//		id                   <admin API id>
 //		auth_param           <name>
 //		max_batch            <n>
 //		max_body             <size>
@@ -134,11 +137,13 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 //		strict
 //		default_country_code <digits>|none
 //		webhook <name> {
-//			type       update_revenue|update_tags|update_fields|call_completed
-//			account    <account id>
-//			key        <key>
-//			key_sha256 <hex>
-//			rate_limit <events>/<period> [<burst>]
+//			type           update_revenue|update_tags|update_fields|call_completed
+//			account        <account id>
+//			key            <key> [expires <RFC 3339 time>]
+//			key_sha256     <hex> [expires <RFC 3339 time>]
+//			signing_secret <whsec_...>
+//			require        key_and_signature
+//			rate_limit     <events>/<period> [<burst>]
 //		}
 //	}
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
@@ -177,6 +182,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = parseString(d, &h.DefaultCountryCode)
 		case "webhook":
 			err = h.unmarshalWebhook(d)
+		case "id":
+			err = parseString(d, &h.ID)
 		default:
 			return d.Errf("unknown postback option %q", d.Val())
 		}
@@ -203,6 +210,7 @@ func (h *Handler) unmarshalWebhook(d *caddyfile.Dispenser) error {
 			return d.Errf("webhook %q is defined twice", wc.Name)
 		}
 	}
+	var keys []KeyConfig
 	for d.NextBlock(1) {
 		var err error
 		switch d.Val() {
@@ -212,13 +220,25 @@ func (h *Handler) unmarshalWebhook(d *caddyfile.Dispenser) error {
 			}
 		case "account":
 			err = parseString(d, &wc.Account)
-		case "key":
-			err = parseString(d, &wc.Key)
-		case "key_sha256":
-			if err = parseString(d, &wc.KeySHA256); err == nil {
-				if _, kerr := postback.NewWebhook(wc.Name, postback.TypeUpdateFields, "", "", wc.KeySHA256); kerr != nil {
-					return d.Errf("webhook %s: key_sha256 must be 64 hex digits", wc.Name)
+		case "key", "key_sha256":
+			var kc KeyConfig
+			if kc, err = parseKey(d, wc.Name); err == nil {
+				keys = append(keys, kc)
+			}
+		case "signing_secret":
+			var secret string
+			if err = parseString(d, &secret); err == nil {
+				// A placeholder is checked when it is replaced, at load.
+				if !strings.Contains(secret, "{") {
+					if _, serr := postback.ParseSigningSecret(secret); serr != nil {
+						return d.Errf("webhook %s: %v", wc.Name, serr)
+					}
 				}
+				wc.SigningSecrets = append(wc.SigningSecrets, secret)
+			}
+		case "require":
+			if err = parseString(d, &wc.Require); err == nil && wc.Require != RequireKeyAndSignature {
+				return d.Errf("webhook %s: require %q must be key_and_signature", wc.Name, wc.Require)
 			}
 		case "rate_limit":
 			args := d.RemainingArgs()
@@ -244,13 +264,44 @@ func (h *Handler) unmarshalWebhook(d *caddyfile.Dispenser) error {
 	switch {
 	case wc.Type == "":
 		return d.Errf("webhook %s needs a type", wc.Name)
-	case wc.Key == "" && wc.KeySHA256 == "":
-		return d.Errf("webhook %s needs key or key_sha256", wc.Name)
-	case wc.Key != "" && wc.KeySHA256 != "":
-		return d.Errf("webhook %s: give key or key_sha256, not both", wc.Name)
+	case len(keys) == 0 && len(wc.SigningSecrets) == 0:
+		return d.Errf("webhook %s needs key, key_sha256 or signing_secret", wc.Name)
+	case wc.Require != "" && (len(keys) == 0 || len(wc.SigningSecrets) == 0):
+		return d.Errf("webhook %s: require key_and_signature needs a key (or key_sha256) and a signing_secret", wc.Name)
+	case len(keys) == 1:
+		// One key keeps the single form: {"key": ...} or {"key_sha256": ...}.
+		wc.Key, wc.KeySHA256, wc.KeyExpires = keys[0].Key, keys[0].KeySHA256, keys[0].Expires
+	default:
+		wc.Keys = keys
 	}
 	h.Webhooks = append(h.Webhooks, wc)
 	return nil
+}
+
+// parseKey reads `key <key> [expires <time>]` or `key_sha256 <hex>
+// [expires <time>]`.
+func parseKey(d *caddyfile.Dispenser, webhook string) (KeyConfig, error) {
+	var kc KeyConfig
+	option := d.Val()
+	args := d.RemainingArgs()
+	if len(args) != 1 && (len(args) != 3 || args[1] != "expires") {
+		return kc, d.Errf("webhook %s: %s needs a value and, optionally, expires <RFC 3339 time>", webhook, option)
+	}
+	if option == "key" {
+		kc.Key = args[0]
+	} else {
+		kc.KeySHA256 = args[0]
+		if _, err := postback.NewWebhook(webhook, postback.TypeUpdateFields, "", "", kc.KeySHA256); err != nil {
+			return kc, d.Errf("webhook %s: key_sha256 must be 64 hex digits", webhook)
+		}
+	}
+	if len(args) == 3 {
+		if _, err := time.Parse(time.RFC3339, args[2]); err != nil {
+			return kc, d.Errf("webhook %s: expires %q must be an RFC 3339 time such as 2026-12-31T00:00:00Z", webhook, args[2])
+		}
+		kc.Expires = args[2]
+	}
+	return kc, nil
 }
 
 func parseString(d *caddyfile.Dispenser, dst *string) error {

@@ -29,6 +29,12 @@ func init() {
 // last segment of the request path: update-revenue, update-tags,
 // update-fields, or call-completed.
 type Handler struct {
+	// ID names the handler in Caddy's admin API ("@id"), so that its
+	// webhooks can be changed at runtime at /id/<id>/webhooks/...
+	// (docs/operations.md#keys-rotation-and-signatures). Caddy strips it before
+	// loading.
+	ID string `json:"@id,omitempty"`
+
 	// Webhooks are the partners allowed in, each with its key. Required.
 	Webhooks []WebhookConfig `json:"webhooks,omitempty"`
 
@@ -76,6 +82,19 @@ type WebhookConfig struct {
 	// KeySHA256 is the hex SHA-256 of the key, for configs that must not
 	// hold the key itself.
 	KeySHA256 string `json:"key_sha256,omitempty"`
+	// KeyExpires is when Key or KeySHA256 stops authenticating, as an
+	// RFC 3339 time; after it the key is refused with 401 "key expired".
+	KeyExpires string `json:"key_expires,omitempty"`
+	// Keys are further keys, each with an optional expiry: several are
+	// valid at once while a partner switches keys
+	// (docs/operations.md#keys-rotation-and-signatures).
+	Keys []KeyConfig `json:"keys,omitempty"`
+	// SigningSecrets are Standard Webhooks secrets (whsec_<base64>),
+	// normally placeholders; with any, every request must be signed and
+	// the key becomes optional (docs/partner-api.md#signed-postbacks).
+	SigningSecrets []string `json:"signing_secrets,omitempty"`
+	// Require "key_and_signature" asks a signed request for its key too.
+	Require string `json:"require,omitempty"`
 	// RateLimit bounds the webhook's requests, as <events>/<period> such as
 	// 100/s; beyond it the answer is 429 with Retry-After. With Redis, every
 	// instance draws from one bucket.
@@ -134,7 +153,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	repl := caddy.NewReplacer()
 	webhooks := make([]*postback.Webhook, 0, len(h.Webhooks))
 	for _, wc := range h.Webhooks {
-		w, err := postback.NewWebhook(wc.Name, wc.Type, repl.ReplaceAll(wc.Account, ""), repl.ReplaceAll(wc.Key, ""), wc.KeySHA256)
+		w, err := h.newWebhook(wc, repl)
 		if err != nil {
 			return fmt.Errorf("postback: %w", err)
 		}
@@ -161,6 +180,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.keyring = keyring
 
 	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
+		return fmt.Errorf("postback: metrics: %w", err)
+	}
+	if err := registerAuthMetrics(ctx.GetMetricsRegistry()); err != nil {
 		return fmt.Errorf("postback: metrics: %w", err)
 	}
 
@@ -221,20 +243,11 @@ func (h *Handler) serve(r *http.Request, ep postback.Endpoint, requestID string)
 	if r.Method != http.MethodGet && r.Method != http.MethodPost {
 		return errorAnswer("", postback.NewError(http.StatusMethodNotAllowed, "method "+r.Method+" is not allowed; use GET or POST"))
 	}
-	webhook, perr := h.keyring.Authenticate(ep, h.authKey(r))
+	adm, perr := h.admit(r, ep, requestID)
 	if perr != nil {
-		if perr.Status == http.StatusUnauthorized && perr.Message == postback.MessageMissingKey {
-			perr.Message += ": send it as the " + h.AuthParam + " query parameter or as Authorization: Bearer <key>"
-		}
-		return errorAnswer("", perr)
+		return errorAnswer(adm.webhookName(), perr)
 	}
-	if perr := h.limit(r, webhook); perr != nil {
-		return errorAnswer(webhook.Name, perr)
-	}
-	body, kind, perr := h.readBody(r)
-	if perr != nil {
-		return errorAnswer(webhook.Name, perr)
-	}
+	webhook, body, kind := adm.auth.Webhook, adm.body, adm.kind
 	if ep == postback.EndpointCallCompleted {
 		return h.serveCompleted(r, webhook, body, kind)
 	}

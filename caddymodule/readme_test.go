@@ -102,6 +102,7 @@ func parseCurl(t *testing.T, cmd string) walkthroughStep {
 var demoKeys = map[string]string{
 	"ACME_FIELDS_KEY": "demo-fields-key", "ACME_REVENUE_KEY": "demo-revenue-key", "ACME_TAGS_KEY": "demo-tags-key",
 	"OTHER_FIELDS_KEY": "demo-other-key", "PLATFORM_KEY": "demo-platform-key",
+	"ACME_SIGNING_SECRET": "whsec_Y2FkZHktcG9zdGJhY2stZGVtby1zZWNyZXQtYWNtZSE=",
 }
 
 // startExample runs Caddyfile.example, with the demo keys, on its own

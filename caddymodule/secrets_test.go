@@ -7,9 +7,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
-// operations#webhooks-and-keys: no key in any log line. The whole README scenario runs against
+// operations#webhooks-and-keys: no key, signing secret or signature in any log line. The whole README scenario runs against
 // Caddyfile.example with the plugin logging at debug level and Caddy's
 // access log as configured there; then every log is searched for every key.
 func TestNoKeyInAnyLog(t *testing.T) {
@@ -46,6 +47,30 @@ func TestNoKeyInAnyLog(t *testing.T) {
 		}
 		resp.Body.Close()
 	}
+	// Signed requests (operations#keys-rotation-and-signatures): valid, tampered, stale, with a
+	// secret of no webhook, and with a key as well. Their signatures must
+	// not reach a log either.
+	secret := demoKeys["ACME_SIGNING_SECRET"]
+	strayed := "whsec_c3RyYXktc2VjcmV0LW9mLW5vLXdlYmhvb2stMDAwMQ=="
+	body := `{"call_log_id":"abc-123","revenue_paid_out":"12.50"}`
+	signedURL := "http://127.0.0.1:8080/postback/update-revenue"
+	secrets := []string{secret, strings.TrimPrefix(secret, "whsec_"), strayed, strings.TrimPrefix(strayed, "whsec_")}
+	for _, s := range []struct {
+		url, body string
+		header    http.Header
+	}{
+		{signedURL, body, signedHeaders(secret, "msg_log_1", time.Now(), body)},
+		{signedURL, body + " ", signedHeaders(secret, "msg_log_2", time.Now(), body)},
+		{signedURL, body, signedHeaders(secret, "msg_log_3", time.Now().Add(-time.Hour), body)},
+		{signedURL, body, signedHeaders(strayed, "msg_log_4", time.Now(), body)},
+		{signedURL + "?moja_auth_key=" + wrong, body, signedHeaders(secret, "msg_log_5", time.Now(), body)},
+		{"http://127.0.0.1:8080/postback/update-fields?call_log_id=abc-123&converted=1", "", signedHeaders(secret, "msg_log_6", time.Now(), "")},
+	} {
+		if status, out := do(t, tester.Client, "POST", s.url, s.body, s.header); status == 0 {
+			t.Fatal(out)
+		}
+		secrets = append(secrets, strings.TrimPrefix(s.header.Get("Webhook-Signature"), "v1,"))
+	}
 	// Load another config so the file logs are flushed and closed.
 	startEdge(t, edgeConfig("http://127.0.0.1:1", "", ""))
 
@@ -60,7 +85,7 @@ func TestNoKeyInAnyLog(t *testing.T) {
 	if !strings.Contains(all, `"logger":"http.handlers.postback"`) || !strings.Contains(all, "handled request") {
 		t.Fatal("the logs lack the plugin's debug lines or the access log")
 	}
-	for _, key := range append([]string{wrong}, values(demoKeys)...) {
+	for _, key := range append(append([]string{wrong}, values(demoKeys)...), secrets...) {
 		if strings.Contains(all, key) {
 			for _, line := range strings.Split(all, "\n") {
 				if strings.Contains(line, key) {

@@ -19,12 +19,19 @@
 // It sends only to 127.0.0.1 (any loopback IP literal): it is a benchmark
 // of a local process, never a tool to load someone else's server.
 //
+// With -sign-secret whsec_..., every request is signed as Standard Webhooks
+// says (webhook-id unique per request, webhook-timestamp now,
+// webhook-signature over id.timestamp.body), computed here per request.
+//
 // -free-ports N prints N free loopback TCP ports and exits (for run.sh).
 package main
 
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -77,6 +84,9 @@ type upstreamStats struct {
 }
 
 type worker struct {
+	id       int
+	secret   []byte // signs each request when set
+	sent     int64
 	requests int64
 	errors   int64
 	statuses map[int]int
@@ -101,6 +111,7 @@ func main() {
 		rssEvery = flag.Duration("rss-every", 100*time.Millisecond, "VmRSS sampling period during the window")
 		procs    = flag.Int("procs", 0, "GOMAXPROCS (0: leave the runtime's default)")
 		free     = flag.Int("free-ports", 0, "print `N` free loopback TCP ports and exit")
+		signWith = flag.String("sign-secret", "", "sign every request with this Standard Webhooks `secret` (whsec_...)")
 	)
 	flag.Parse()
 	if *free > 0 {
@@ -153,6 +164,14 @@ func main() {
 		header.Set("Content-Type", *ctype)
 	}
 	header.Set("User-Agent", "caddy-postback-bench-loadgen")
+	var signer []byte
+	if *signWith != "" {
+		key, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(*signWith, "whsec_"))
+		if err != nil || !strings.HasPrefix(*signWith, "whsec_") {
+			fatal(errors.New("-sign-secret must be whsec_<base64>"))
+		}
+		signer = key
+	}
 
 	start := time.Now()
 	measureFrom := start.Add(*warmup)
@@ -190,7 +209,7 @@ func main() {
 	workers := make([]*worker, *conns)
 	var wg sync.WaitGroup
 	for i := range workers {
-		w := &worker{statuses: map[int]int{}}
+		w := &worker{statuses: map[int]int{}, id: i, secret: signer}
 		workers[i] = w
 		wg.Add(1)
 		go func() {
@@ -242,6 +261,9 @@ func (w *worker) run(client *http.Client, method, target string, header http.Hea
 			return
 		}
 		req.Header = header // read-only: the client neither sets nor changes headers here
+		if w.secret != nil {
+			req.Header = w.sign(header, body)
+		}
 		status := 0
 		msg := ""
 		resp, err := client.Do(req)
@@ -267,6 +289,23 @@ func (w *worker) run(client *http.Client, method, target string, header http.Hea
 			time.Sleep(time.Millisecond) // no answer: do not spin
 		}
 	}
+}
+
+// sign returns header with the Standard Webhooks headers of one request:
+// a webhook-id no other request of the run has, the time now, and the
+// HMAC-SHA256 of id.timestamp.body under the secret.
+func (w *worker) sign(header http.Header, body []byte) http.Header {
+	w.sent++
+	id := "msg_" + strconv.Itoa(os.Getpid()) + "_" + strconv.Itoa(w.id) + "_" + strconv.FormatInt(w.sent, 10)
+	ts := strconv.FormatInt(time.Now().Unix(), 10)
+	m := hmac.New(sha256.New, w.secret)
+	m.Write([]byte(id + "." + ts + "."))
+	m.Write(body)
+	h := header.Clone()
+	h["Webhook-Id"] = []string{id}
+	h["Webhook-Timestamp"] = []string{ts}
+	h["Webhook-Signature"] = []string{"v1," + base64.StdEncoding.EncodeToString(m.Sum(nil))}
+	return h
 }
 
 func (w *worker) note(now, measureFrom time.Time, status int, msg string) {
