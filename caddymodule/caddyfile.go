@@ -30,13 +30,21 @@ func init() {
 //			max_concurrency <n>
 //			max_upstream    <n>
 //			header          <name> <value>
+//			transport http {
+//				<reverse_proxy's transport http options>
+//			}
 //		}
 //		redis <url> { ... }
 //		drain_interval <duration>
 //		max_age        <duration>
 //		lease_ttl      <duration>
 //	}
-func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
+func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
+	// A second block would silently replace the first.
+	if existing != nil {
+		d.Next() // the option name, for the line of the error
+		return nil, d.Err("the global postback option is given twice; merge the two blocks into one")
+	}
 	app := new(App)
 	if err := app.UnmarshalCaddyfile(d); err != nil {
 		return nil, err
@@ -50,7 +58,7 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
-	for d.NextBlock(0) {
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		switch d.Val() {
 		case "call_store":
 			if a.CallStore != nil {
@@ -64,7 +72,7 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if d.NextArg() {
 				return d.ArgErr()
 			}
-			for d.NextBlock(1) {
+			for nesting := d.Nesting(); d.NextBlock(nesting); {
 				var err error
 				switch d.Val() {
 				case "timeout":
@@ -84,6 +92,8 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 						cs.Headers = make(http.Header)
 					}
 					cs.Headers.Add(name, value)
+				case "transport":
+					err = cs.unmarshalTransport(d)
 				default:
 					return d.Errf("unknown call_store option %q", d.Val())
 				}
@@ -146,7 +156,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
-	for d.NextBlock(0) {
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		var err error
 		switch d.Val() {
 		case "auth_param":
@@ -203,7 +213,7 @@ func (h *Handler) unmarshalWebhook(d *caddyfile.Dispenser) error {
 			return d.Errf("webhook %q is defined twice", wc.Name)
 		}
 	}
-	for d.NextBlock(1) {
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		var err error
 		switch d.Val() {
 		case "type":
@@ -250,6 +260,27 @@ func (h *Handler) unmarshalWebhook(d *caddyfile.Dispenser) error {
 		return d.Errf("webhook %s: give key or key_sha256, not both", wc.Name)
 	}
 	h.Webhooks = append(h.Webhooks, wc)
+	return nil
+}
+
+// unmarshalTransport reads `transport http { ... }` with the transport's
+// own Caddyfile reader, as reverse_proxy does, so every option it
+// documents works here (docs/operations.md#call-store-transport).
+func (cs *CallStoreConfig) unmarshalTransport(d *caddyfile.Dispenser) error {
+	if cs.TransportRaw != nil {
+		return d.Err("transport is given twice")
+	}
+	if !d.NextArg() {
+		return d.Err("transport needs its protocol: transport http { ... }")
+	}
+	if d.Val() != "http" {
+		return d.Errf("transport %q: only the http transport can reach a call store", d.Val())
+	}
+	unm, err := caddyfile.UnmarshalModule(d, "http.reverse_proxy.transport.http")
+	if err != nil {
+		return err
+	}
+	cs.TransportRaw = caddyconfig.JSONModuleObject(unm, "protocol", "http", nil)
 	return nil
 }
 

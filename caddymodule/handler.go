@@ -194,8 +194,16 @@ func (h *Handler) Validate() error {
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
 	requestID := requestID(r)
 	w.Header()["X-Request-Id"] = []string{requestID}
+	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	if repl != nil {
+		repl.Set("http.postback.request_id", requestID)
+	}
 	ep := postback.EndpointFromSegment(path.Base(r.URL.Path))
 	a := h.serve(r, ep, requestID)
+	// For access logs and the handlers around this one.
+	if repl != nil && a.webhook != "" {
+		repl.Set("http.postback.webhook", a.webhook)
+	}
 	countRequest(a.webhook, ep, a.status)
 	if a.retryAfter > 0 {
 		w.Header()["Retry-After"] = []string{strconv.FormatInt(a.retryAfter, 10)}
@@ -246,7 +254,10 @@ func (h *Handler) serve(r *http.Request, ep postback.Endpoint, requestID string)
 		}
 		return errorAnswer(webhook.Name, perr)
 	}
-	res := h.edge.Apply(r.Context(), webhook, requestID, req)
+	// The call-store requests carry the postback's trace context
+	// (operations#call-store-transport).
+	ctx := postback.WithTrace(callStoreContext(r.Context()), r.Header.Get("Traceparent"), r.Header.Get("Tracestate"))
+	res := h.edge.Apply(ctx, webhook, requestID, req)
 	countCalls(webhook.Name, res)
 	out, status := postback.AppendResponse(make([]byte, 0, 256), res)
 	if ce := h.logger.Check(zap.DebugLevel, "postback"); ce != nil {
