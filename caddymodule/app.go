@@ -1,6 +1,7 @@
 // Package caddymodule is the Caddy glue of caddy-postback: the postback
 // app (global option), the postback handler and its Caddyfile directive,
-// and the reference call store handler. The logic lives in package postback.
+// and the admin API. The logic lives in package postback; the reference
+// call store is package refcallstore, not registered here.
 package caddymodule
 
 import (
