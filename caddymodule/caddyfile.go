@@ -235,12 +235,13 @@ func (h *Handler) unmarshalWebhook(d *caddyfile.Dispenser) error {
 			if len(args) < 1 || len(args) > 2 {
 				return d.Errf("webhook %s: rate_limit needs a rate such as 100/s and an optional burst", wc.Name)
 			}
-			if _, rerr := ratelimit.ParseRate(args[0]); rerr != nil {
+			rate, rerr := ratelimit.ParseRate(args[0])
+			if rerr != nil {
 				return d.Errf("webhook %s: %v", wc.Name, rerr)
 			}
-			wc.RateLimit = args[0]
+			wc.RateLimit = &RateLimitConfig{Events: rate.Events, Window: caddy.Duration(rate.Per)}
 			if len(args) == 2 {
-				if wc.Burst, err = strconv.Atoi(args[1]); err != nil || wc.Burst <= 0 {
+				if wc.RateLimit.Burst, err = strconv.Atoi(args[1]); err != nil || wc.RateLimit.Burst <= 0 {
 					return d.Errf("webhook %s: burst %q must be a positive whole number", wc.Name, args[1])
 				}
 			}

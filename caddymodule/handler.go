@@ -17,7 +17,6 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
-	"github.com/callpostback/caddy-postback/internal/ratelimit"
 	"github.com/callpostback/caddy-postback/postback"
 )
 
@@ -58,8 +57,10 @@ type Handler struct {
 	edge    *postback.Edge
 	parser  postback.Parser
 	keyring *postback.Keyring
-	rates   map[string]ratelimit.Rate
+	rates   map[string]webhookLimit
 	logger  *zap.Logger
+	// limiterDown is the warning of a failing rate limiter.
+	limiterDown throttledWarning
 }
 
 // WebhookConfig is one partner integration (docs/operations.md#webhooks-and-keys).
@@ -76,13 +77,10 @@ type WebhookConfig struct {
 	// KeySHA256 is the hex SHA-256 of the key, for configs that must not
 	// hold the key itself.
 	KeySHA256 string `json:"key_sha256,omitempty"`
-	// RateLimit bounds the webhook's requests, as <events>/<period> such as
-	// 100/s; beyond it the answer is 429 with Retry-After. With Redis, every
-	// instance draws from one bucket.
-	RateLimit string `json:"rate_limit,omitempty"`
-	// Burst is how many requests may come at once. Default: the events of
-	// one period.
-	Burst int `json:"burst,omitempty"`
+	// RateLimit bounds the webhook's requests; beyond it the answer is 429
+	// with Retry-After. With Redis, every instance draws from one bucket.
+	// Caddyfile: rate_limit <events>/<window> [<burst>], such as 100/s 200.
+	RateLimit *RateLimitConfig `json:"rate_limit,omitempty"`
 }
 
 // Default of the handler.
@@ -139,19 +137,16 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			return fmt.Errorf("postback: %w", err)
 		}
 		webhooks = append(webhooks, w)
-		if wc.RateLimit != "" {
-			rate, err := ratelimit.ParseRate(wc.RateLimit)
+		if wc.RateLimit != nil {
+			rate, err := wc.RateLimit.rate()
 			if err != nil {
 				return fmt.Errorf("postback: webhook %s: %w", wc.Name, err)
 			}
-			rate.Burst = wc.Burst
-			if rate.Burst <= 0 {
-				rate.Burst = rate.Events
-			}
 			if h.rates == nil {
-				h.rates = make(map[string]ratelimit.Rate)
+				h.rates = make(map[string]webhookLimit)
 			}
-			h.rates[wc.Name] = rate
+			digest := keyDigest(repl.ReplaceAll(wc.Key, ""), wc.KeySHA256)
+			h.rates[wc.Name] = webhookLimit{rate: rate, bucket: bucketName(wc.Name, [][]byte{digest})}
 		}
 	}
 	keyring, err := postback.NewKeyring(webhooks)
@@ -163,6 +158,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
 		return fmt.Errorf("postback: metrics: %w", err)
 	}
+	if err := registerLimiterMetrics(ctx.GetMetricsRegistry()); err != nil {
+		return fmt.Errorf("postback: metrics: %w", err)
+	}
+	h.limiterDown.interval = 10 * time.Second
 
 	appIface, err := ctx.App("postback")
 	if err != nil {
@@ -287,28 +286,6 @@ func (h *Handler) serveCompleted(r *http.Request, webhook *postback.Webhook, bod
 		h.app.drainer.Wake()
 	}
 	return answer{webhook: webhook.Name, status: http.StatusAccepted, body: postback.AppendScheduled(nil, scheduled)}
-}
-
-// limit applies the webhook's rate limit before its body is read. When
-// the limiter's Redis fails, the request goes on: a rate limit is abuse
-// control, and Redis being down must not stop every partner.
-func (h *Handler) limit(r *http.Request, w *postback.Webhook) *postback.Error {
-	rate, ok := h.rates[w.Name]
-	if !ok {
-		return nil
-	}
-	allowed, wait, err := h.app.limiter.Allow(r.Context(), w.Name, rate)
-	if err != nil {
-		h.logger.Warn("rate limiter unavailable; request allowed", zap.String("webhook", w.Name), zap.Error(err))
-		return nil
-	}
-	if allowed {
-		return nil
-	}
-	secs := int64((wait + time.Second - 1) / time.Second)
-	e := postback.NewError(http.StatusTooManyRequests, "rate limit of "+rate.String()+" exceeded for this webhook; retry after "+strconv.FormatInt(secs, 10)+"s")
-	e.RetryAfter = secs
-	return e
 }
 
 // authKey reads the key from the auth parameter or a bearer token.
