@@ -213,7 +213,6 @@ func (a *App) Start() error {
 	if a.Redis == nil {
 		a.logger.Warn("no redis configured: updates for calls in progress are held in memory and lost on restart; configure `redis` in the global postback option for production")
 	}
-	runningApp.Store(a)
 	// Stopping cancels the drainer's call-store requests in flight
 	// through this context; their entries stay queued.
 	ctx, cancel := context.WithCancel(callStoreContext(context.Background()))
@@ -228,8 +227,6 @@ func (a *App) Start() error {
 
 // Stop ends the drainer; the leases it held are released as it returns.
 func (a *App) Stop() error {
-	// On a reload the new app has started already: leave it in place.
-	runningApp.CompareAndSwap(a, nil)
 	if a.cancel != nil {
 		a.cancel()
 		a.done.Wait()

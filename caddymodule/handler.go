@@ -321,27 +321,25 @@ func (h *Handler) readBody(r *http.Request) ([]byte, postback.BodyKind, *postbac
 	if r.ContentLength > h.MaxBody {
 		return nil, 0, tooLarge
 	}
-	size := h.MaxBody + 1
+	// A declared length was checked above, and net/http never reads past
+	// it: one buffer of that size. Otherwise (chunked), MaxBytesReader
+	// stops the read at MaxBody.
+	var body []byte
+	var err error
 	if r.ContentLength >= 0 {
-		size = r.ContentLength + 1
+		body = make([]byte, r.ContentLength)
+		_, err = io.ReadFull(r.Body, body)
+	} else {
+		body, err = io.ReadAll(http.MaxBytesReader(nil, r.Body, h.MaxBody))
 	}
-	buf := make([]byte, 0, size)
-	for {
-		n, err := r.Body.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		if int64(len(buf)) > h.MaxBody {
-			return nil, 0, tooLarge
-		}
-		if err == io.EOF {
-			return buf, kind, nil
-		}
-		if err != nil {
-			return nil, 0, postback.NewError(http.StatusBadRequest, "could not read the body")
-		}
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
-		}
+	var over *http.MaxBytesError
+	switch {
+	case errors.As(err, &over):
+		return nil, 0, tooLarge
+	case err != nil:
+		return nil, 0, postback.NewError(http.StatusBadRequest, "could not read the body")
 	}
+	return body, kind, nil
 }
 
 var allowed = []string{"GET, POST"}
