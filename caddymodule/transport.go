@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -46,8 +47,19 @@ func transportJSON(raw json.RawMessage, base *url.URL, maxUpstream int) (json.Ra
 	case base.Scheme == "http" && hasTLS:
 		return nil, errors.New("call_store: the URL is http:// but the transport has tls; use an https:// URL")
 	}
-	if _, ok := cfg["keep_alive"]; !ok {
-		cfg["keep_alive"] = json.RawMessage(fmt.Sprintf(`{"max_idle_conns_per_host":%d}`, maxUpstream))
+	keepAlive := map[string]json.RawMessage{}
+	if ka, ok := cfg["keep_alive"]; ok {
+		if err := json.Unmarshal(ka, &keepAlive); err != nil {
+			return nil, fmt.Errorf("call_store transport: keep_alive: %w", err)
+		}
+	}
+	if _, ok := keepAlive["max_idle_conns_per_host"]; !ok {
+		keepAlive["max_idle_conns_per_host"] = json.RawMessage(strconv.Itoa(maxUpstream))
+		ka, err := json.Marshal(keepAlive)
+		if err != nil {
+			return nil, err
+		}
+		cfg["keep_alive"] = ka
 	}
 	return json.Marshal(cfg)
 }
@@ -121,3 +133,6 @@ func callStoreContext(ctx context.Context) context.Context {
 	}
 	return ctx
 }
+
+// Interface guards
+var _ http.RoundTripper = callStoreTransport{}
