@@ -366,16 +366,19 @@ func (c *CallStore) attempt(ctx context.Context, deadline time.Time, method, u s
 	return classify(status, answer), 0, false, nil
 }
 
-// readAnswer reads at most one byte more than maxAnswer, so that a
-// larger answer is seen as such.
+// readAnswer reads the answer, at most one byte more than maxAnswer, so
+// that a larger answer is seen as such. A declared length gets one
+// buffer of that size; an empty answer (204) none.
 func readAnswer(resp *http.Response) ([]byte, error) {
-	n := int64(512)
-	if resp.ContentLength >= 0 {
-		n = min(resp.ContentLength+1, maxAnswer+1)
+	switch n := resp.ContentLength; {
+	case n == 0:
+		return nil, nil
+	case n > 0 && n <= maxAnswer:
+		answer := make([]byte, n)
+		_, err := io.ReadFull(resp.Body, answer)
+		return answer, err
 	}
-	buf := bytes.NewBuffer(make([]byte, 0, n))
-	_, err := buf.ReadFrom(io.LimitReader(resp.Body, maxAnswer+1))
-	return buf.Bytes(), err
+	return io.ReadAll(io.LimitReader(resp.Body, maxAnswer+1))
 }
 
 func setOrDel(h http.Header, name, value string) {
