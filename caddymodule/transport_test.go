@@ -468,3 +468,32 @@ func TestTraceparentReachesCallStore(t *testing.T) {
 		})
 	}
 }
+
+// operations#call-store-transport: with Caddy's tracing directive, the call store gets the
+// postback's trace, with Caddy's span as the parent.
+func TestTracingDirectiveReachesCallStore(t *testing.T) {
+	t.Setenv("OTEL_TRACES_EXPORTER", "none")
+	const traceID = "0af7651916cd43dd8448eb211c80319c"
+	partnerSpan := "b7ad6b7169203331"
+	store := newTransportStore()
+	srv := httptest.NewServer(store)
+	t.Cleanup(srv.Close)
+	config := strings.Replace(transportConfig(srv.URL, "", "", ""), "route /postback/* {", "route /postback/* {\n\t\ttracing {\n\t\t\tspan postback\n\t\t}", 1)
+	tester := startEdge(t, config)
+	req, _ := http.NewRequest("POST", edgeURL("/postback/update-fields?moja_auth_key="+fieldsKey), strings.NewReader(convertCall("traced-caddy")))
+	req.Header.Set("Content-Type", jsonType)
+	req.Header.Set("Traceparent", "00-"+traceID+"-"+partnerSpan+"-01")
+	resp, err := tester.Client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	reqs := store.requests()
+	if resp.StatusCode != 200 || len(reqs) != 1 {
+		t.Fatalf("status %d, %d call-store requests", resp.StatusCode, len(reqs))
+	}
+	parts := strings.Split(reqs[0].TraceParent, "-")
+	if len(parts) != 4 || parts[1] != traceID || parts[2] == partnerSpan {
+		t.Fatalf("the call store got traceparent %q; want the trace %s with Caddy's span as the parent, not the partner's", reqs[0].TraceParent, traceID)
+	}
+}
