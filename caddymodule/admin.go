@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -19,16 +18,18 @@ func init() {
 	caddy.RegisterModule(adminQueue{})
 }
 
-// runningApp is the postback app of the running config, for the admin
-// API; a reload swaps it.
-var runningApp atomic.Pointer[App]
-
 // adminQueue shows the queue of calls in progress on Caddy's admin API:
 //
 //	GET  /postback/queue                          counts of pending and dead entries
 //	GET  /postback/queue/{call_log_id}            a call's pending entries and dead letters
 //	POST /postback/dead/{call_log_id}/requeue     move a call's dead letters back into its queue
-type adminQueue struct{}
+//
+// Like caddypki's admin API, it reaches the app through the context of
+// the config it was loaded with: each config's admin routes serve that
+// config's app.
+type adminQueue struct {
+	app *App
+}
 
 // CaddyModule returns the Caddy module information.
 func (adminQueue) CaddyModule() caddy.ModuleInfo {
@@ -38,8 +39,19 @@ func (adminQueue) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
+// Provision takes the config's postback app, if it has one.
+func (a *adminQueue) Provision(ctx caddy.Context) error {
+	// AppIfConfigured, not App: a config without the postback app must
+	// not get one just because the admin API is there.
+	app, err := ctx.AppIfConfigured("postback")
+	if err == nil {
+		a.app = app.(*App)
+	}
+	return nil
+}
+
 // Routes returns the admin routes.
-func (a adminQueue) Routes() []caddy.AdminRoute {
+func (a *adminQueue) Routes() []caddy.AdminRoute {
 	return []caddy.AdminRoute{
 		{Pattern: "/postback/queue", Handler: caddy.AdminHandlerFunc(a.handleStats)},
 		{Pattern: "/postback/queue/", Handler: caddy.AdminHandlerFunc(a.handleCall)},
@@ -47,11 +59,11 @@ func (a adminQueue) Routes() []caddy.AdminRoute {
 	}
 }
 
-func (adminQueue) handleStats(w http.ResponseWriter, r *http.Request) error {
+func (a *adminQueue) handleStats(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodGet {
 		return methodNotAllowed(r)
 	}
-	app, err := currentApp()
+	app, err := a.currentApp()
 	if err != nil {
 		return err
 	}
@@ -86,7 +98,7 @@ func toAdminEntry(e queue.Entry) adminEntry {
 	return adminEntry{ID: e.ID, Account: e.Account, Webhook: e.Webhook, RequestID: e.RequestID, AcceptedAt: e.AcceptedAt, Patch: patch}
 }
 
-func (adminQueue) handleCall(w http.ResponseWriter, r *http.Request) error {
+func (a *adminQueue) handleCall(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodGet {
 		return methodNotAllowed(r)
 	}
@@ -94,7 +106,7 @@ func (adminQueue) handleCall(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	app, err := currentApp()
+	app, err := a.currentApp()
 	if err != nil {
 		return err
 	}
@@ -122,7 +134,7 @@ func (adminQueue) handleCall(w http.ResponseWriter, r *http.Request) error {
 	return writeAdminJSON(w, out)
 }
 
-func (adminQueue) handleRequeue(w http.ResponseWriter, r *http.Request) error {
+func (a *adminQueue) handleRequeue(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodPost {
 		return methodNotAllowed(r)
 	}
@@ -130,7 +142,7 @@ func (adminQueue) handleRequeue(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	app, err := currentApp()
+	app, err := a.currentApp()
 	if err != nil {
 		return err
 	}
@@ -161,8 +173,8 @@ func callIDFromPath(r *http.Request, prefix, suffix string) (string, error) {
 	return id, nil
 }
 
-func currentApp() (*App, error) {
-	app := runningApp.Load()
+func (a *adminQueue) currentApp() (*App, error) {
+	app := a.app
 	if app == nil {
 		return nil, caddy.APIError{HTTPStatus: http.StatusNotFound, Err: errors.New("no postback app is running")}
 	}
@@ -183,4 +195,7 @@ func writeAdminJSON(w http.ResponseWriter, v any) error {
 }
 
 // Interface guards
-var _ caddy.AdminRouter = (*adminQueue)(nil)
+var (
+	_ caddy.AdminRouter = (*adminQueue)(nil)
+	_ caddy.Provisioner = (*adminQueue)(nil)
+)

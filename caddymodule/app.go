@@ -1,13 +1,16 @@
 // Package caddymodule is the Caddy glue of caddy-postback: the postback
 // app (global option), the postback handler and its Caddyfile directive,
-// and the reference call store handler. The logic lives in package postback.
+// and the admin API. The logic lives in package postback; the reference
+// call store is package refcallstore, not registered here.
 package caddymodule
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"sync"
 	"time"
 
@@ -48,17 +51,14 @@ type App struct {
 	// may take over, should it stop renewing. Default: 30s.
 	LeaseTTL caddy.Duration `json:"lease_ttl,omitempty"`
 
-	store *postback.CallStore
-	// drainStore is the drainer's own client: stopping the drainer cuts
-	// its requests in flight, never the handlers'.
-	drainStore *postback.CallStore
-	queue      queue.Queue
-	queueKey   string
-	redisKey   string
-	drainer    *postback.Drainer
-	upstream   *postback.ConcurrencyLimit
-	limiter    ratelimit.Limiter
-	logger     *zap.Logger
+	store    *postback.CallStore
+	queue    queue.Queue
+	queueKey string
+	redisKey string
+	drainer  *postback.Drainer
+	upstream *postback.ConcurrencyLimit
+	limiter  ratelimit.Limiter
+	logger   *zap.Logger
 
 	cancel context.CancelFunc
 	done   sync.WaitGroup
@@ -89,6 +89,14 @@ type CallStoreConfig struct {
 	// Headers are added to every call-store request, e.g. an
 	// Authorization header. Values may hold placeholders.
 	Headers http.Header `json:"headers,omitempty"`
+
+	// TransportRaw is how requests reach the call store: reverse_proxy's
+	// HTTP transport, {"protocol": "http", ...}, with every option it has
+	// (TLS with a private CA or a client certificate, network_proxy,
+	// versions, dial_timeout, keep_alive, resolver, ...). An https URL
+	// turns TLS on by itself. Default: the http transport with its
+	// defaults, keeping max_upstream idle connections.
+	TransportRaw json.RawMessage `json:"transport,omitempty" caddy:"namespace=http.reverse_proxy.transport inline_key=protocol"`
 }
 
 // Defaults of the app.
@@ -147,21 +155,28 @@ func (a *App) Provision(ctx caddy.Context) error {
 			header.Add(k, repl.ReplaceAll(v, ""))
 		}
 	}
-	storeConfig := postback.CallStoreConfig{
-		URL:            repl.ReplaceAll(cs.URL, ""),
+	storeURL := repl.ReplaceAll(cs.URL, "")
+	base, err := url.Parse(storeURL)
+	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
+		return fmt.Errorf("postback: call_store URL must be an absolute http or https URL, got %q", storeURL)
+	}
+	transport, err := cs.loadTransport(ctx, base, cs.MaxUpstream)
+	if err != nil {
+		return fmt.Errorf("postback: %w", err)
+	}
+	store, err := postback.NewCallStore(postback.CallStoreConfig{
+		URL:            storeURL,
 		Timeout:        time.Duration(cs.Timeout),
 		MaxConcurrency: cs.MaxConcurrency,
 		MaxIdle:        cs.MaxUpstream,
 		Header:         header,
-	}
-	store, err := postback.NewCallStore(storeConfig)
+		Transport:      transport,
+		Logger:         a.logger.Named("call_store"),
+	})
 	if err != nil {
 		return fmt.Errorf("postback: call_store: %w", err)
 	}
 	a.store = store
-	if a.drainStore, err = postback.NewCallStore(storeConfig); err != nil {
-		return fmt.Errorf("postback: call_store: %w", err)
-	}
 	a.upstream = postback.NewConcurrencyLimit(cs.MaxUpstream)
 
 	if err := a.provisionQueue(repl); err != nil {
@@ -169,7 +184,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	a.drainer = &postback.Drainer{
 		Queue:    a.queue,
-		Store:    a.drainStore,
+		Store:    a.store,
 		Interval: time.Duration(a.DrainInterval),
 		MaxAge:   time.Duration(a.MaxAge),
 		LeaseTTL: time.Duration(a.LeaseTTL),
@@ -198,8 +213,9 @@ func (a *App) Start() error {
 	if a.Redis == nil {
 		a.logger.Warn("no redis configured: updates for calls in progress are held in memory and lost on restart; configure `redis` in the global postback option for production")
 	}
-	runningApp.Store(a)
-	ctx, cancel := context.WithCancel(context.Background())
+	// Stopping cancels the drainer's call-store requests in flight
+	// through this context; their entries stay queued.
+	ctx, cancel := context.WithCancel(callStoreContext(context.Background()))
 	a.cancel = cancel
 	a.done.Add(1)
 	go func() {
@@ -211,8 +227,6 @@ func (a *App) Start() error {
 
 // Stop ends the drainer; the leases it held are released as it returns.
 func (a *App) Stop() error {
-	// On a reload the new app has started already: leave it in place.
-	runningApp.CompareAndSwap(a, nil)
 	if a.cancel != nil {
 		a.cancel()
 		a.done.Wait()
@@ -220,13 +234,9 @@ func (a *App) Stop() error {
 	return nil
 }
 
-// Cleanup releases the connections and the shared queue.
+// Cleanup releases the shared queue; the config's context cleans up the
+// transport and its connections.
 func (a *App) Cleanup() error {
-	for _, s := range []*postback.CallStore{a.store, a.drainStore} {
-		if s != nil {
-			s.Close()
-		}
-	}
 	var errs []error
 	if a.queueKey != "" {
 		_, err := queuePool.Delete(a.queueKey)

@@ -32,13 +32,21 @@ func init() {
 //			max_concurrency <n>
 //			max_upstream    <n>
 //			header          <name> <value>
+//			transport http {
+//				<reverse_proxy's transport http options>
+//			}
 //		}
 //		redis <url> { ... }
 //		drain_interval <duration>
 //		max_age        <duration>
 //		lease_ttl      <duration>
 //	}
-func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
+func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
+	// A second block would silently replace the first.
+	if existing != nil {
+		d.Next() // the option name, for the line of the error
+		return nil, d.Err("the global postback option is given twice; merge the two blocks into one")
+	}
 	app := new(App)
 	if err := app.UnmarshalCaddyfile(d); err != nil {
 		return nil, err
@@ -52,7 +60,7 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
-	for d.NextBlock(0) {
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		switch d.Val() {
 		case "call_store":
 			if a.CallStore != nil {
@@ -66,7 +74,7 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if d.NextArg() {
 				return d.ArgErr()
 			}
-			for d.NextBlock(1) {
+			for nesting := d.Nesting(); d.NextBlock(nesting); {
 				var err error
 				switch d.Val() {
 				case "timeout":
@@ -86,6 +94,8 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 						cs.Headers = make(http.Header)
 					}
 					cs.Headers.Add(name, value)
+				case "transport":
+					err = cs.unmarshalTransport(d)
 				default:
 					return d.Errf("unknown call_store option %q", d.Val())
 				}
@@ -151,7 +161,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
-	for d.NextBlock(0) {
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		var err error
 		switch d.Val() {
 		case "auth_param":
@@ -211,7 +221,7 @@ func (h *Handler) unmarshalWebhook(d *caddyfile.Dispenser) error {
 		}
 	}
 	var keys []KeyConfig
-	for d.NextBlock(1) {
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		var err error
 		switch d.Val() {
 		case "type":
@@ -245,12 +255,13 @@ func (h *Handler) unmarshalWebhook(d *caddyfile.Dispenser) error {
 			if len(args) < 1 || len(args) > 2 {
 				return d.Errf("webhook %s: rate_limit needs a rate such as 100/s and an optional burst", wc.Name)
 			}
-			if _, rerr := ratelimit.ParseRate(args[0]); rerr != nil {
+			rate, rerr := ratelimit.ParseRate(args[0])
+			if rerr != nil {
 				return d.Errf("webhook %s: %v", wc.Name, rerr)
 			}
-			wc.RateLimit = args[0]
+			wc.RateLimit = &RateLimitConfig{Events: rate.Events, Window: caddy.Duration(rate.Per)}
 			if len(args) == 2 {
-				if wc.Burst, err = strconv.Atoi(args[1]); err != nil || wc.Burst <= 0 {
+				if wc.RateLimit.Burst, err = strconv.Atoi(args[1]); err != nil || wc.RateLimit.Burst <= 0 {
 					return d.Errf("webhook %s: burst %q must be a positive whole number", wc.Name, args[1])
 				}
 			}
@@ -302,6 +313,27 @@ func parseKey(d *caddyfile.Dispenser, webhook string) (KeyConfig, error) {
 		kc.Expires = args[2]
 	}
 	return kc, nil
+}
+
+// unmarshalTransport reads `transport http { ... }` with the transport's
+// own Caddyfile reader, as reverse_proxy does, so every option it
+// documents works here (docs/operations.md#call-store-transport).
+func (cs *CallStoreConfig) unmarshalTransport(d *caddyfile.Dispenser) error {
+	if cs.TransportRaw != nil {
+		return d.Err("transport is given twice")
+	}
+	if !d.NextArg() {
+		return d.Err("transport needs its protocol: transport http { ... }")
+	}
+	if d.Val() != "http" {
+		return d.Errf("transport %q: only the http transport can reach a call store", d.Val())
+	}
+	unm, err := caddyfile.UnmarshalModule(d, "http.reverse_proxy.transport.http")
+	if err != nil {
+		return err
+	}
+	cs.TransportRaw = caddyconfig.JSONModuleObject(unm, "protocol", "http", nil)
+	return nil
 }
 
 func parseString(d *caddyfile.Dispenser, dst *string) error {

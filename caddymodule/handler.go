@@ -17,7 +17,6 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
-	"github.com/callpostback/caddy-postback/internal/ratelimit"
 	"github.com/callpostback/caddy-postback/postback"
 )
 
@@ -64,8 +63,10 @@ type Handler struct {
 	edge    *postback.Edge
 	parser  postback.Parser
 	keyring *postback.Keyring
-	rates   map[string]ratelimit.Rate
+	rates   map[string]webhookLimit
 	logger  *zap.Logger
+	// limiterDown is the warning of a failing rate limiter.
+	limiterDown throttledWarning
 }
 
 // WebhookConfig is one partner integration (docs/operations.md#webhooks-and-keys).
@@ -95,13 +96,10 @@ type WebhookConfig struct {
 	SigningSecrets []string `json:"signing_secrets,omitempty"`
 	// Require "key_and_signature" asks a signed request for its key too.
 	Require string `json:"require,omitempty"`
-	// RateLimit bounds the webhook's requests, as <events>/<period> such as
-	// 100/s; beyond it the answer is 429 with Retry-After. With Redis, every
-	// instance draws from one bucket.
-	RateLimit string `json:"rate_limit,omitempty"`
-	// Burst is how many requests may come at once. Default: the events of
-	// one period.
-	Burst int `json:"burst,omitempty"`
+	// RateLimit bounds the webhook's requests; beyond it the answer is 429
+	// with Retry-After. With Redis, every instance draws from one bucket.
+	// Caddyfile: rate_limit <events>/<window> [<burst>], such as 100/s 200.
+	RateLimit *RateLimitConfig `json:"rate_limit,omitempty"`
 }
 
 // Default of the handler.
@@ -158,19 +156,15 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			return fmt.Errorf("postback: %w", err)
 		}
 		webhooks = append(webhooks, w)
-		if wc.RateLimit != "" {
-			rate, err := ratelimit.ParseRate(wc.RateLimit)
+		if wc.RateLimit != nil {
+			rate, err := wc.RateLimit.rate()
 			if err != nil {
 				return fmt.Errorf("postback: webhook %s: %w", wc.Name, err)
 			}
-			rate.Burst = wc.Burst
-			if rate.Burst <= 0 {
-				rate.Burst = rate.Events
-			}
 			if h.rates == nil {
-				h.rates = make(map[string]ratelimit.Rate)
+				h.rates = make(map[string]webhookLimit)
 			}
-			h.rates[wc.Name] = rate
+			h.rates[wc.Name] = webhookLimit{rate: rate, bucket: bucketName(wc.Name, credentialDigests(wc, repl))}
 		}
 	}
 	keyring, err := postback.NewKeyring(webhooks)
@@ -185,6 +179,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := registerAuthMetrics(ctx.GetMetricsRegistry()); err != nil {
 		return fmt.Errorf("postback: metrics: %w", err)
 	}
+	if err := registerLimiterMetrics(ctx.GetMetricsRegistry()); err != nil {
+		return fmt.Errorf("postback: metrics: %w", err)
+	}
+	h.limiterDown.interval = 10 * time.Second
 
 	appIface, err := ctx.App("postback")
 	if err != nil {
@@ -216,8 +214,16 @@ func (h *Handler) Validate() error {
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
 	requestID := requestID(r)
 	w.Header()["X-Request-Id"] = []string{requestID}
+	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	if repl != nil {
+		repl.Set("http.postback.request_id", requestID)
+	}
 	ep := postback.EndpointFromSegment(path.Base(r.URL.Path))
 	a := h.serve(r, ep, requestID)
+	// For access logs and the handlers around this one.
+	if repl != nil && a.webhook != "" {
+		repl.Set("http.postback.webhook", a.webhook)
+	}
 	countRequest(a.webhook, ep, a.status)
 	if a.retryAfter > 0 {
 		w.Header()["Retry-After"] = []string{strconv.FormatInt(a.retryAfter, 10)}
@@ -259,7 +265,10 @@ func (h *Handler) serve(r *http.Request, ep postback.Endpoint, requestID string)
 		}
 		return errorAnswer(webhook.Name, perr)
 	}
-	res := h.edge.Apply(r.Context(), webhook, requestID, req)
+	// The call-store requests carry the postback's trace context
+	// (operations#call-store-transport).
+	ctx := postback.WithTrace(callStoreContext(r.Context()), r.Header.Get("Traceparent"), r.Header.Get("Tracestate"))
+	res := h.edge.Apply(ctx, webhook, requestID, req)
 	countCalls(webhook.Name, res)
 	out, status := postback.AppendResponse(make([]byte, 0, 256), res)
 	if ce := h.logger.Check(zap.DebugLevel, "postback"); ce != nil {
@@ -289,28 +298,6 @@ func (h *Handler) serveCompleted(r *http.Request, webhook *postback.Webhook, bod
 		h.app.drainer.Wake()
 	}
 	return answer{webhook: webhook.Name, status: http.StatusAccepted, body: postback.AppendScheduled(nil, scheduled)}
-}
-
-// limit applies the webhook's rate limit before its body is read. When
-// the limiter's Redis fails, the request goes on: a rate limit is abuse
-// control, and Redis being down must not stop every partner.
-func (h *Handler) limit(r *http.Request, w *postback.Webhook) *postback.Error {
-	rate, ok := h.rates[w.Name]
-	if !ok {
-		return nil
-	}
-	allowed, wait, err := h.app.limiter.Allow(r.Context(), w.Name, rate)
-	if err != nil {
-		h.logger.Warn("rate limiter unavailable; request allowed", zap.String("webhook", w.Name), zap.Error(err))
-		return nil
-	}
-	if allowed {
-		return nil
-	}
-	secs := int64((wait + time.Second - 1) / time.Second)
-	e := postback.NewError(http.StatusTooManyRequests, "rate limit of "+rate.String()+" exceeded for this webhook; retry after "+strconv.FormatInt(secs, 10)+"s")
-	e.RetryAfter = secs
-	return e
 }
 
 // authKey reads the key from the auth parameter or a bearer token.
@@ -346,27 +333,25 @@ func (h *Handler) readBody(r *http.Request) ([]byte, postback.BodyKind, *postbac
 	if r.ContentLength > h.MaxBody {
 		return nil, 0, tooLarge
 	}
-	size := h.MaxBody + 1
+	// A declared length was checked above, and net/http never reads past
+	// it: one buffer of that size. Otherwise (chunked), MaxBytesReader
+	// stops the read at MaxBody.
+	var body []byte
+	var err error
 	if r.ContentLength >= 0 {
-		size = r.ContentLength + 1
+		body = make([]byte, r.ContentLength)
+		_, err = io.ReadFull(r.Body, body)
+	} else {
+		body, err = io.ReadAll(http.MaxBytesReader(nil, r.Body, h.MaxBody))
 	}
-	buf := make([]byte, 0, size)
-	for {
-		n, err := r.Body.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		if int64(len(buf)) > h.MaxBody {
-			return nil, 0, tooLarge
-		}
-		if err == io.EOF {
-			return buf, kind, nil
-		}
-		if err != nil {
-			return nil, 0, postback.NewError(http.StatusBadRequest, "could not read the body")
-		}
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
-		}
+	var over *http.MaxBytesError
+	switch {
+	case errors.As(err, &over):
+		return nil, 0, tooLarge
+	case err != nil:
+		return nil, 0, postback.NewError(http.StatusBadRequest, "could not read the body")
 	}
+	return body, kind, nil
 }
 
 var allowed = []string{"GET, POST"}

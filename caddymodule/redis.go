@@ -216,7 +216,7 @@ func (a *App) unmarshalRedis(d *caddyfile.Dispenser) error {
 			return d.ArgErr()
 		}
 	}
-	for d.NextBlock(1) {
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		var err error
 		switch d.Val() {
 		case "cluster":

@@ -1,12 +1,13 @@
 package postback
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -15,7 +16,7 @@ import (
 	"time"
 
 	"github.com/tidwall/gjson"
-	"github.com/valyala/fasthttp"
+	"go.uber.org/zap"
 	"golang.org/x/net/http/httpguts"
 )
 
@@ -26,20 +27,27 @@ type CallStoreConfig struct {
 	// Timeout bounds each attempt: connecting, sending and reading the
 	// answer.
 	Timeout time.Duration
-	// MaxConcurrency is the fan-out bound; the pool keeps at least this
-	// many connections to the call store (operations#connections-and-deadlines).
+	// MaxConcurrency is the fan-out bound; without a Transport, the
+	// default one keeps at least this many idle connections to the call
+	// store (operations#connections-and-deadlines).
 	MaxConcurrency int
-	// MaxIdle is how many connections the pool keeps: as many as may be in
-	// flight at once, so a burst of batches does not redial.
+	// MaxIdle is how many idle connections the default transport keeps:
+	// as many as may be in flight at once, so a burst of batches does not
+	// redial.
 	MaxIdle int
 	// Header is added to every request, e.g. Authorization.
 	Header http.Header
 	// RetryBase is the first backoff between attempts; it doubles, with
 	// jitter, up to a second.
 	RetryBase time.Duration
-	// TLSConfig, for an https URL, replaces the system's roots and the
-	// default settings.
-	TLSConfig *tls.Config
+	// Transport sends the requests. The plugin gives Caddy's own HTTP
+	// transport, configured by the call_store block's `transport http`
+	// (docs/operations.md#call-store-transport). Nil: a net/http
+	// transport with the system's settings.
+	Transport http.RoundTripper
+	// Logger records why a call-store request failed, which the
+	// partner's answer only classifies. Nil: nothing is logged.
+	Logger *zap.Logger
 }
 
 // Target is on whose behalf a call-store request is made.
@@ -47,29 +55,28 @@ type Target struct {
 	Account   string
 	Webhook   string
 	RequestID string
+	// TraceParent and TraceState are the postback's W3C trace context,
+	// sent with every call-store request made for it (operations#call-store-transport).
+	TraceParent string
+	TraceState  string
 }
 
 // CallStore is the client of docs/operations.md#call-store-api. It is safe for concurrent use.
+// A request ends when its context does: a stop or a hang-up cancels it
+// through the context given to Patch or Resolve.
 type CallStore struct {
 	base string
-	// fasthttp rather than net/http: the request is written and the answer
-	// read on the calling goroutine, into pooled buffers, which halves the
-	// CPU of a round trip (BENCHMARKS.md). It does not follow redirects:
-	// they are answers, not places to go.
-	client    *fasthttp.HostClient
+	// transport is a RoundTripper, not an http.Client: redirects are
+	// answers, not places to go, and there are no cookies to keep.
+	transport http.RoundTripper
 	timeout   time.Duration
-	header    []headerField
+	header    http.Header
 	retryBase time.Duration
-	conns     connSet
+	logger    *zap.Logger
 }
-
-type headerField struct{ name, value string }
 
 // maxAnswer bounds the answer read; a larger one is an upstream error.
 const maxAnswer = 1 << 20
-
-// maxAnswerHeader bounds the answer's status line and headers.
-const maxAnswerHeader = 16 << 10
 
 const maxRetryWait = time.Second
 
@@ -81,9 +88,14 @@ const minAttemptTime = 100 * time.Millisecond
 const maxRetryAfter = time.Hour
 
 // userAgent names the edge in the call store's logs.
-const userAgent = "caddy-postback"
+var userAgent = []string{"caddy-postback"}
 
-// NewCallStore returns a client with its own connection pool.
+var (
+	jsonType   = []string{"application/json"}
+	acceptJSON = []string{"application/json"}
+)
+
+// NewCallStore returns a client over cfg.Transport.
 func NewCallStore(cfg CallStoreConfig) (*CallStore, error) {
 	u, err := url.Parse(cfg.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -94,64 +106,32 @@ func NewCallStore(cfg CallStoreConfig) (*CallStore, error) {
 	if u.RawQuery != "" || u.Fragment != "" || strings.HasSuffix(cfg.URL, "?") || strings.HasSuffix(cfg.URL, "#") {
 		return nil, errors.New("call store URL must not have a query or fragment, got " + strconv.Quote(cfg.URL))
 	}
-	conns := max(cfg.MaxConcurrency, cfg.MaxIdle, 64)
 	timeout := cfg.Timeout
 	if timeout <= 0 {
 		timeout = 5 * time.Second
 	}
-	port := u.Port()
-	switch {
-	case port != "":
-	case u.Scheme == "https":
-		port = "443"
-	default:
-		port = "80"
-	}
-	dialer := &net.Dialer{KeepAlive: 30 * time.Second}
 	c := &CallStore{
 		base:      strings.TrimRight(cfg.URL, "/"),
+		transport: cfg.Transport,
 		timeout:   timeout,
 		retryBase: cfg.RetryBase,
+		header:    make(http.Header, len(cfg.Header)),
+		logger:    cfg.Logger,
 	}
-	c.client = &fasthttp.HostClient{
-		Addr:      net.JoinHostPort(u.Hostname(), port),
-		IsTLS:     u.Scheme == "https",
-		TLSConfig: cfg.TLSConfig,
-		// The standard dialer: IPv4 and IPv6, the system's resolver.
-		DialTimeout: func(addr string, timeout time.Duration) (net.Conn, error) {
-			ctx, cancel := context.WithTimeout(context.Background(), timeout)
-			defer cancel()
-			conn, err := dialer.DialContext(ctx, "tcp", addr)
-			if err != nil {
-				return nil, err
-			}
-			return c.conns.add(conn), nil
-		},
-		Name:                userAgent,
-		MaxConns:            conns,
-		MaxConnWaitTimeout:  timeout,
-		MaxIdleConnDuration: 90 * time.Second,
-		ReadBufferSize:      maxAnswerHeader,
-		MaxResponseBodySize: maxAnswer,
-		// Ids are escaped into one segment (EscapeCallLogID); the
-		// path must reach the call store exactly as written.
-		DisablePathNormalizing: true,
-		// A call store that closed a kept-alive connection is asked
-		// again at once, as net/http does, unless the request was
-		// cancelled (Abort closes connections too); every other failure
-		// waits for the backoff of do.
-		RetryIfErr: func(req *fasthttp.Request, attempts int, err error) (bool, bool) {
-			ctx, _ := req.UserValue(ctxKey{}).(context.Context)
-			return false, attempts == 1 && ctx != nil && ctx.Err() == nil &&
-				(errors.Is(err, io.EOF) || errors.Is(err, fasthttp.ErrConnectionClosed))
-		},
+	if c.transport == nil {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.MaxIdleConnsPerHost = max(cfg.MaxConcurrency, cfg.MaxIdle, 64)
+		c.transport = t
+	}
+	if c.logger == nil {
+		c.logger = zap.NewNop()
 	}
 	for name, values := range cfg.Header {
 		if err := checkHeader(name, values); err != nil {
 			return nil, err
 		}
 		for _, v := range values {
-			c.header = append(c.header, headerField{name, v})
+			c.header.Add(name, v)
 		}
 	}
 	if c.retryBase <= 0 {
@@ -187,12 +167,11 @@ func checkHeader(name string, values []string) error {
 }
 
 // Close releases idle connections.
-func (c *CallStore) Close() { c.client.CloseIdleConnections() }
-
-// Abort closes every connection, cutting the requests in flight: they end
-// as failed attempts at once instead of at their timeout. The store stays
-// usable; later requests dial again.
-func (c *CallStore) Abort() { c.conns.closeAll() }
+func (c *CallStore) Close() {
+	if ci, ok := c.transport.(interface{ CloseIdleConnections() }); ok {
+		ci.CloseIdleConnections()
+	}
+}
 
 // Patch sends one update to one call (docs/operations.md#updating-a-call), retrying what can be
 // retried until ctx's deadline.
@@ -278,12 +257,13 @@ func (c *CallStore) do(ctx context.Context, deadline time.Time, method, u string
 		deadline = dl
 	}
 	var out Outcome
+	var err error
 	for attempt := 0; ; attempt++ {
 		var wait time.Duration
 		var retry bool
-		out, wait, retry = c.attempt(ctx, deadline, method, u, t, body, classify)
+		out, wait, retry, err = c.attempt(ctx, deadline, method, u, t, body, classify)
 		if !retry {
-			return out, attempt + 1
+			return c.logged(out, err, method, u, t, attempt+1), attempt + 1
 		}
 		if wait == 0 {
 			wait = c.backoff(attempt)
@@ -291,16 +271,29 @@ func (c *CallStore) do(ctx context.Context, deadline time.Time, method, u string
 		// Another attempt is worth it only with time left for an answer;
 		// one cut short would report a timeout for a store that answered.
 		if !deadline.IsZero() && time.Until(deadline) < wait+min(c.timeout/4, minAttemptTime) {
-			return out, attempt + 1
+			return c.logged(out, err, method, u, t, attempt+1), attempt + 1
 		}
 		timer := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			timer.Stop()
-			return out, attempt + 1
+			return c.logged(out, err, method, u, t, attempt+1), attempt + 1
 		case <-timer.C:
 		}
 	}
+}
+
+// logged records why the last attempt got no answer: the outcome tells
+// the partner the class only, the operator needs the cause (a TLS
+// failure, a refused proxy).
+func (c *CallStore) logged(out Outcome, err error, method, u string, t Target, attempts int) Outcome {
+	if err != nil {
+		if ce := c.logger.Check(zap.ErrorLevel, "call-store request failed"); ce != nil {
+			ce.Write(zap.String("method", method), zap.String("url", u), zap.String("webhook", t.Webhook),
+				zap.String("request_id", t.RequestID), zap.Int("attempts", attempts), zap.String("outcome", out.Class.Code()), zap.Error(err))
+		}
+	}
+	return out
 }
 
 // backoff is exponential with equal jitter: half fixed, half random.
@@ -313,73 +306,119 @@ func (c *CallStore) backoff(attempt int) time.Duration {
 }
 
 // attempt sends one request, answered by the attempt's timeout or by
-// deadline (the whole call's, zero for none), whichever comes first.
-func (c *CallStore) attempt(ctx context.Context, deadline time.Time, method, u string, t Target, body []byte, classify func(int, []byte) Outcome) (out Outcome, wait time.Duration, retry bool) {
+// deadline (the whole call's, zero for none), whichever comes first. err
+// is why no answer came, if none did.
+func (c *CallStore) attempt(ctx context.Context, deadline time.Time, method, u string, t Target, body []byte, classify func(int, []byte) Outcome) (out Outcome, wait time.Duration, retry bool, err error) {
 	if err := ctx.Err(); err != nil {
-		return transportOutcome(ctx, err), 0, false
+		return transportOutcome(ctx, ctx, err), 0, false, nil
 	}
 	if bound := time.Now().Add(c.timeout); deadline.IsZero() || bound.Before(deadline) {
 		deadline = bound
 	}
-	req := fasthttp.AcquireRequest()
-	resp := fasthttp.AcquireResponse()
-	defer fasthttp.ReleaseRequest(req)
-	defer fasthttp.ReleaseResponse(resp)
-	req.SetUserValue(ctxKey{}, ctx)
-	req.Header.SetMethod(method)
-	req.SetRequestURI(u)
-	for _, f := range c.header {
-		req.Header.Add(f.name, f.value)
+	actx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(actx, method, u, rd)
+	if err != nil {
+		return Outcome{Class: UpstreamError, Message: "the call store request could not be built"}, 0, false, err
+	}
+	h := req.Header
+	// The configured values are shared, never modified: each name below
+	// gets a slice of its own.
+	for name, values := range c.header {
+		h[name] = values
 	}
 	if body != nil {
-		req.Header.SetContentType("application/json")
-		req.SetBodyRaw(body)
+		h["Content-Type"] = jsonType
 	}
-	req.Header.Set("Accept", "application/json")
+	h["Accept"] = acceptJSON
+	h["User-Agent"] = userAgent
 	// Set, not Add: a configured header never replaces these (partner-api#accounts).
-	setOrDel(&req.Header, "X-Account-Id", t.Account)
-	setOrDel(&req.Header, "X-Request-Id", t.RequestID)
-	setOrDel(&req.Header, "X-Postback-Webhook", t.Webhook)
-	if err := c.client.DoDeadline(req, resp, deadline); err != nil {
-		if errors.Is(err, fasthttp.ErrBodyTooLarge) {
-			return Outcome{Class: UpstreamError, Message: "the call store's answer is larger than " + strconv.Itoa(maxAnswer>>20) + " MiB"}, 0, false
-		}
-		return transportOutcome(ctx, err), 0, ctx.Err() == nil
+	setOrDel(h, "X-Account-Id", t.Account)
+	setOrDel(h, "X-Request-Id", t.RequestID)
+	setOrDel(h, "X-Postback-Webhook", t.Webhook)
+	setOrDel(h, "Traceparent", t.TraceParent)
+	setOrDel(h, "Tracestate", t.TraceState)
+	resp, err := c.transport.RoundTrip(req)
+	if err != nil {
+		out := transportOutcome(ctx, actx, err)
+		// A certificate or handshake problem does not go away by asking
+		// again; anything else may, unless the caller gave up.
+		return out, 0, ctx.Err() == nil && !isTLSFailure(err), err
 	}
-	status := resp.StatusCode()
+	defer resp.Body.Close()
+	status := resp.StatusCode
 	if retryable(status) {
-		return unexpected(status), retryAfter(string(resp.Header.Peek("Retry-After"))), true
+		// Read what a sane error page holds, so the connection is reused.
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		return unexpected(status), retryAfter(resp.Header.Get("Retry-After")), true, nil
 	}
-	return classify(status, resp.Body()), 0, false
+	answer, err := readAnswer(resp)
+	if err != nil {
+		return transportOutcome(ctx, actx, err), 0, ctx.Err() == nil, err
+	}
+	if len(answer) > maxAnswer {
+		return Outcome{Class: UpstreamError, Message: "the call store's answer is larger than " + strconv.Itoa(maxAnswer>>20) + " MiB"}, 0, false, nil
+	}
+	return classify(status, answer), 0, false, nil
 }
 
-// ctxKey carries an attempt's context to RetryIfErr.
-type ctxKey struct{}
+// readAnswer reads the answer, at most one byte more than maxAnswer, so
+// that a larger answer is seen as such. A declared length gets one
+// buffer of that size; an empty answer (204) none.
+func readAnswer(resp *http.Response) ([]byte, error) {
+	switch n := resp.ContentLength; {
+	case n == 0:
+		return nil, nil
+	case n > 0 && n <= maxAnswer:
+		answer := make([]byte, n)
+		_, err := io.ReadFull(resp.Body, answer)
+		return answer, err
+	}
+	return io.ReadAll(io.LimitReader(resp.Body, maxAnswer+1))
+}
 
-func setOrDel(h *fasthttp.RequestHeader, name, value string) {
+func setOrDel(h http.Header, name, value string) {
 	if value == "" {
-		h.Del(name)
+		delete(h, name)
 		return
 	}
-	h.Set(name, value)
+	h[name] = []string{value}
 }
 
 // transportOutcome classifies a request that got no answer: no answer in
-// time is a timeout, anything else (refused, reset) an upstream error.
-func transportOutcome(ctx context.Context, err error) Outcome {
-	// net.Error and fasthttp's timeout error both say Timeout().
+// time is a timeout, anything else (refused, reset, a TLS failure) an
+// upstream error. ctx is the caller's, actx the attempt's.
+func transportOutcome(ctx, actx context.Context, err error) Outcome {
 	var timeout interface{ Timeout() bool }
 	switch {
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return Outcome{Class: UpstreamError, Message: "the call store refused the connection"}
 	case errors.Is(ctx.Err(), context.Canceled):
 		return Outcome{Class: UpstreamError, Message: "the request was cancelled"}
-	case errors.Is(ctx.Err(), context.DeadlineExceeded), errors.Is(err, context.DeadlineExceeded),
-		errors.Is(err, fasthttp.ErrDialTimeout), errors.Is(err, fasthttp.ErrNoFreeConns),
+	case isTLSFailure(err):
+		return Outcome{Class: UpstreamError, Message: "the call store could not be reached: the TLS handshake failed"}
+	case errors.Is(actx.Err(), context.DeadlineExceeded), errors.Is(err, context.DeadlineExceeded),
 		errors.As(err, &timeout) && timeout.Timeout():
 		return Outcome{Class: UpstreamTimeout, Message: "the call store did not answer in time"}
 	}
 	return Outcome{Class: UpstreamError, Message: "the call store could not be reached"}
+}
+
+// isTLSFailure reports a failed handshake or a refused certificate, on
+// either side: an untrusted call store, or a call store that wants a
+// client certificate it did not get (its alert reads "tls: ...").
+func isTLSFailure(err error) bool {
+	var verify *tls.CertificateVerificationError
+	var record tls.RecordHeaderError
+	var unknownCA x509.UnknownAuthorityError
+	var hostname x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	return errors.As(err, &verify) || errors.As(err, &record) || errors.As(err, &unknownCA) ||
+		errors.As(err, &hostname) || errors.As(err, &invalid) || strings.Contains(err.Error(), "tls: ")
 }
 
 // retryAfter reads a Retry-After of seconds or an HTTP date; 0 when absent.

@@ -17,8 +17,9 @@ import (
 // when woken by call-completed, and by a periodic check with backoff.
 type Drainer struct {
 	Queue queue.Queue
-	// Store is the drainer's own client: stopping the drainer aborts the
-	// requests Store has in flight.
+	// Store is the call-store client; the drainer's requests run on the
+	// context of Run, so a stop cuts those in flight (their entries stay
+	// queued).
 	Store *CallStore
 	// Interval is the first backoff of a call found still live, and how
 	// often the due index is polled.
@@ -95,9 +96,6 @@ func (d *Drainer) Wake() {
 // is done. Leases held when it stops are released.
 func (d *Drainer) Run(ctx context.Context) {
 	d.init()
-	// A stop must not wait on a call store that does not answer: the
-	// requests in flight are cut, and their entries stay queued.
-	defer context.AfterFunc(ctx, d.Store.Abort)()
 	poll := min(d.Interval, time.Second)
 	ticker := time.NewTicker(poll)
 	defer ticker.Stop()
@@ -183,7 +181,8 @@ func (d *Drainer) DrainCall(ctx context.Context, callLogID string, attempt int) 
 			continue
 		}
 		sctx, cancel := context.WithTimeout(ctx, d.Timeout)
-		out := d.Store.Patch(sctx, Target{Account: e.Account, Webhook: e.Webhook, RequestID: e.RequestID}, callLogID, e.Patch)
+		// The trace of the postback that queued the update goes with it (operations#call-store-transport).
+		out := d.Store.Patch(sctx, Target{Account: e.Account, Webhook: e.Webhook, RequestID: e.RequestID, TraceParent: e.TraceParent, TraceState: e.TraceState}, callLogID, e.Patch)
 		cancel()
 		switch out.Class {
 		case Applied:

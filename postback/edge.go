@@ -46,6 +46,7 @@ func (e *Edge) Apply(ctx context.Context, w *Webhook, requestID string, req *Req
 	now := e.now()
 	deadline := time.Now().Add(e.Deadline)
 	t := Target{Account: w.Account, Webhook: w.Name, RequestID: requestID}
+	t.TraceParent, t.TraceState = traceOf(ctx)
 	res := &Result{Ignored: req.Ignored}
 	ids := req.CallLogIDs
 	if req.PhoneNumber != "" {
@@ -90,7 +91,8 @@ func (e *Edge) Apply(ctx context.Context, w *Webhook, requestID string, req *Req
 
 // updateCall applies the ordering rule of operations#order and the queueing of operations#the-queue.
 func (e *Edge) updateCall(ctx context.Context, deadline time.Time, t Target, id string, patch []byte, now time.Time) Outcome {
-	entry := queue.Entry{CallLogID: id, Account: t.Account, Webhook: t.Webhook, RequestID: t.RequestID, AcceptedAt: now, Patch: patch}
+	entry := queue.Entry{CallLogID: id, Account: t.Account, Webhook: t.Webhook, RequestID: t.RequestID, AcceptedAt: now, Patch: patch,
+		TraceParent: t.TraceParent, TraceState: t.TraceState}
 	due := now.Add(e.DrainInterval)
 	// Behind waiting updates, a new one waits too. If the queue cannot
 	// answer, the update goes to the call store: completed calls keep being

@@ -1,6 +1,7 @@
-// Command caddy is Caddy with the standard modules and caddy-postback, for
-// `go run ./cmd/caddy run --config Caddyfile.example`. Production builds
-// use xcaddy (xcaddy.md).
+// Command caddy is Caddy with the standard modules, caddy-postback and
+// its reference call store, for `go run ./cmd/caddy run --config
+// Caddyfile.example`. Production builds use xcaddy (xcaddy.md), without
+// the reference call store.
 package main
 
 import (
@@ -8,7 +9,8 @@ import (
 
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 
-	_ "github.com/callpostback/caddy-postback/caddymodule"
+	_ "github.com/callpostback/caddy-postback"
+	_ "github.com/callpostback/caddy-postback/refcallstore"
 )
 
 func main() {

@@ -25,6 +25,10 @@ type Entry struct {
 	AcceptedAt time.Time
 	// Patch is the JSON body of the PATCH of docs/operations.md#updating-a-call, ready to send.
 	Patch []byte
+	// TraceParent and TraceState are the W3C trace context of the postback
+	// that queued the update, sent with its later PATCH (docs/operations.md#call-store-transport).
+	TraceParent string
+	TraceState  string
 }
 
 // DeadEntry is an entry the drainer gave up on, with the reason.

@@ -1,7 +1,7 @@
 // Package ratelimit bounds how often one webhook may call the edge: a
-// token bucket per key, kept by GCRA (the generic cell rate algorithm), so
-// one timestamp per key is all the state. Memory serves one instance;
-// Redis shares the buckets among every instance that points at it.
+// token bucket per key. Memory (golang.org/x/time/rate) serves one
+// instance; Redis (github.com/go-redis/redis_rate) shares the buckets
+// among every instance that points at it.
 package ratelimit
 
 import (
@@ -18,9 +18,6 @@ type Rate struct {
 	Per    time.Duration
 	Burst  int
 }
-
-// interval is the time one event costs.
-func (r Rate) interval() time.Duration { return r.Per / time.Duration(r.Events) }
 
 // String writes the rate as ParseRate reads it.
 func (r Rate) String() string {
@@ -59,20 +56,4 @@ type Limiter interface {
 	// Allow reports whether the event is allowed, and if not, how long to
 	// wait before one would be.
 	Allow(ctx context.Context, key string, r Rate) (ok bool, retryAfter time.Duration, err error)
-}
-
-// gcra is the decision of both limiters: tat is the key's theoretical
-// arrival time, the instant its bucket would be empty again.
-func gcra(now, tat time.Time, r Rate) (ok bool, newTAT time.Time, retryAfter time.Duration) {
-	if tat.Before(now) {
-		tat = now
-	}
-	interval := r.interval()
-	burst := max(r.Burst, 1)
-	next := tat.Add(interval)
-	allowAt := next.Add(-time.Duration(burst) * interval)
-	if now.Before(allowAt) {
-		return false, tat, allowAt.Sub(now)
-	}
-	return true, next, 0
 }

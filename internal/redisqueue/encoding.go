@@ -14,6 +14,9 @@ import (
 //
 //	{"id":"00000000000000000001","call":"c1","account":"acct_1","webhook":"acme","request_id":"r1","accepted_at":"2026-03-27T10:00:00Z","patch":"{\"converted\":true}"}
 //
+// followed, when the postback had a trace context, by "traceparent" and
+// "tracestate" (docs/operations.md#call-store-transport).
+//
 // The ID comes first because the append script assigns it: Go encodes the
 // rest (entryTail) and the script writes `{"id":"<id>"` in front. The ack and
 // bury scripts recognise the head by that same prefix (headPrefix).
@@ -48,6 +51,16 @@ func entryTail(e *queue.Entry) []byte {
 	b = appendTime(b, e.AcceptedAt)
 	b = append(b, `,"patch":`...)
 	b = appendString(b, string(e.Patch))
+	// The trace context only when there is one: entries without it are
+	// stored as before.
+	if e.TraceParent != "" {
+		b = append(b, `,"traceparent":`...)
+		b = appendString(b, e.TraceParent)
+	}
+	if e.TraceState != "" {
+		b = append(b, `,"tracestate":`...)
+		b = appendString(b, e.TraceState)
+	}
 	return append(b, '}')
 }
 
@@ -88,6 +101,10 @@ func decodeEntry(stored string) (queue.Entry, error) {
 			e.AcceptedAt, err = parseTime(value.Str)
 		case "patch":
 			e.Patch = []byte(value.Str)
+		case "traceparent":
+			e.TraceParent = value.Str
+		case "tracestate":
+			e.TraceState = value.Str
 		}
 		return err == nil
 	})

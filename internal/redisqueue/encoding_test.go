@@ -21,6 +21,7 @@ func TestEntryRoundTrip(t *testing.T) {
 		{CallLogID: "c1", Account: "acct_1", Webhook: "acme", RequestID: "r1", AcceptedAt: accepted, Patch: []byte(`{"converted":true,"reason":"sale"}`)},
 		{CallLogID: `we{ird} "id"` + "\n\t\x00\x1f\x7f ünï ☎", Account: `a\b`, Webhook: "", RequestID: "\u2028", Patch: []byte("not json\n\"at all\"\\")},
 		{CallLogID: "bytes", Patch: []byte{0xff, 0xfe, '"', 0x00, 0xc3, '\n', 0x80}},
+		{CallLogID: "traced", Patch: []byte(`{}`), TraceParent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", TraceState: `vendor=a"b,other=c`},
 		{},
 	}
 	for _, want := range cases {
@@ -37,7 +38,8 @@ func TestEntryRoundTrip(t *testing.T) {
 			t.Fatalf("decode %q: %v", s, err)
 		}
 		if got.ID != want.ID || got.CallLogID != want.CallLogID || got.Account != want.Account || got.Webhook != want.Webhook ||
-			got.RequestID != want.RequestID || !got.AcceptedAt.Equal(want.AcceptedAt) || !bytes.Equal(got.Patch, want.Patch) {
+			got.RequestID != want.RequestID || !got.AcceptedAt.Equal(want.AcceptedAt) || !bytes.Equal(got.Patch, want.Patch) ||
+			got.TraceParent != want.TraceParent || got.TraceState != want.TraceState {
 			t.Errorf("round trip of %q:\n got  %+v\n want %+v", s, got, want)
 		}
 	}

@@ -1,4 +1,13 @@
-package caddymodule
+// Package refcallstore is the reference call store as a Caddy module,
+// http.handlers.postback_callstore (docs/operations.md#the-reference-call-store): the call-store API held in
+// memory, for development, demos and tests. It is a package of its own
+// so that a production build of the plugin does not contain it; add it
+// to a development build with
+//
+//	xcaddy build --with github.com/callpostback/caddy-postback --with github.com/callpostback/caddy-postback/refcallstore
+//
+// (xcaddy.md). cmd/caddy includes it.
+package refcallstore
 
 import (
 	"fmt"
@@ -89,11 +98,11 @@ func (h *CallStoreHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
-	for d.NextBlock(0) {
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		switch d.Val() {
 		case "seed":
-			if err := parseString(d, &h.Seed); err != nil {
-				return err
+			if !d.Args(&h.Seed) || d.NextArg() {
+				return d.Err("seed needs one file name")
 			}
 		case "notify":
 			if !d.Args(&h.NotifyURL, &h.NotifyKey) || d.NextArg() {
