@@ -1,0 +1,134 @@
+package caddymodule
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+
+	"github.com/callpostback/caddy-postback/internal/idempotency"
+	"github.com/callpostback/caddy-postback/postback"
+)
+
+// idempotencyPool keeps the in-memory idempotency store of a bound alive
+// across config reloads, as queuePool does the memory queue: a retry that
+// arrives after a reload still finds its key.
+var idempotencyPool = caddy.NewUsagePool()
+
+type pooledIdempotency struct{ *idempotency.Memory }
+
+func (pooledIdempotency) Destruct() error { return nil }
+
+var idempotentReplayed = []string{"true"}
+
+// validateIdempotency checks the options of docs/partner-api.md#safe-retries.
+func (h *Handler) validateIdempotency() error {
+	switch {
+	case h.IdempotencyWindow < 0 || time.Duration(h.IdempotencyWindow) > postback.MaxIdempotencyWindow:
+		return fmt.Errorf("postback: idempotency_window %s must be from 1s to 168h", time.Duration(h.IdempotencyWindow))
+	case h.IdempotencyWindow != 0 && time.Duration(h.IdempotencyWindow) < time.Second:
+		return fmt.Errorf("postback: idempotency_window %s must be from 1s to 168h", time.Duration(h.IdempotencyWindow))
+	case h.IdempotencyMaxKeys < 0:
+		return fmt.Errorf("postback: idempotency_max_keys %d must be positive", h.IdempotencyMaxKeys)
+	}
+	return nil
+}
+
+// provisionRetries puts the idempotency keys in the app's Redis when it has
+// one, else in this process's memory.
+func (h *Handler) provisionRetries() error {
+	var store idempotency.Store
+	if h.app.redis != nil {
+		store = idempotency.NewRedis(h.app.redis, h.app.redisPrefix)
+	} else {
+		key := "idempotency:memory:" + strconv.Itoa(h.IdempotencyMaxKeys)
+		v, _, err := idempotencyPool.LoadOrNew(key, func() (caddy.Destructor, error) {
+			return pooledIdempotency{idempotency.NewMemory(h.IdempotencyMaxKeys)}, nil
+		})
+		if err != nil {
+			return err
+		}
+		h.idemPoolKey = key
+		store = v.(pooledIdempotency).Memory
+	}
+	h.retries = &postback.Retries{
+		Store:  store,
+		Window: time.Duration(h.IdempotencyWindow),
+		Hold:   h.edge.Deadline + postback.IdempotencyHoldMargin,
+	}
+	return nil
+}
+
+// Cleanup lets go of the in-memory idempotency store.
+func (h *Handler) Cleanup() error {
+	if h.idemPoolKey != "" {
+		_, err := idempotencyPool.Delete(h.idemPoolKey)
+		return err
+	}
+	return nil
+}
+
+// applyPostback applies a validated postback. With an idempotency key (the
+// header, the idempotency_key parameter, or else fallback, a key the
+// authentication step vouches for), it goes through the idempotency store
+// (docs/partner-api.md#safe-retries); without one it touches no store at all. A dry run must not
+// come here: it neither reads nor writes the store.
+func (h *Handler) applyPostback(r *http.Request, webhook *postback.Webhook, requestID string, ep postback.Endpoint, req *postback.Request, fallback string) (*postback.Result, bool, *postback.Error) {
+	key, perr := postback.IdempotencyKeyOf(r.Header.Values(postback.HeaderIdempotencyKey), req, fallback)
+	if perr != nil {
+		return nil, false, perr
+	}
+	if key == "" {
+		res := h.edge.Apply(r.Context(), webhook, requestID, req)
+		countCalls(webhook.Name, res)
+		return res, false, nil
+	}
+	out, perr, err := h.retries.Apply(r.Context(), h.edge, webhook, requestID, ep, key, req)
+	switch {
+	case err != nil:
+		countIdempotencyStoreFailure(webhook.Name)
+		h.idemWarnings.warn(h.logger, "idempotency store unavailable; requests with an idempotency key get 503", zap.String("webhook", webhook.Name), zap.Error(err))
+	case perr != nil:
+		countIdempotencyConflict(webhook.Name, perr.Code)
+	}
+	if perr != nil {
+		return nil, false, perr
+	}
+	if out.StoreErr != nil {
+		countIdempotencyStoreFailure(webhook.Name)
+		h.idemWarnings.warn(h.logger, "idempotency store unavailable; an outcome was not stored, so a retry after the hold may apply again", zap.String("webhook", webhook.Name), zap.String("request_id", requestID), zap.Error(out.StoreErr))
+	}
+	if out.Seen {
+		countIdempotentReplay(webhook.Name, out.Replayed)
+	}
+	if !out.Replayed {
+		countCalls(webhook.Name, out.Result)
+	}
+	return out.Result, out.Replayed, nil
+}
+
+// warnEvery logs a warning that would repeat per request at most once per
+// 10s, with how many were left out.
+type warnEvery struct {
+	mu      sync.Mutex
+	last    time.Time
+	skipped int
+}
+
+func (w *warnEvery) warn(logger *zap.Logger, msg string, fields ...zap.Field) {
+	w.mu.Lock()
+	now := time.Now()
+	if now.Sub(w.last) < 10*time.Second {
+		w.skipped++
+		w.mu.Unlock()
+		return
+	}
+	skipped := w.skipped
+	w.last, w.skipped = now, 0
+	w.mu.Unlock()
+	logger.Warn(msg, append(fields, zap.Int("similar_warnings_skipped", skipped))...)
+}
