@@ -2,6 +2,7 @@ package caddymodule_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddytest"
 	"github.com/redis/go-redis/v9"
 	"github.com/tidwall/gjson"
@@ -397,4 +399,49 @@ func TestIdempotentRedisDown(t *testing.T) {
 	}
 	srv.Restart()
 	wantAnswer(t, "with a key once Redis is back", sendKey(t, tester, edgePort, fieldsKey, "down-key", `{"call_log_id":"down-1","converted":true}`), 200, `{"call_log_ids":["down-1"],"failed_call_log_ids":[]}`, false)
+}
+
+// partner-api#safe-retries: a phone number's call is resolved once: a retry reuses the call
+// the first request found, even when the number now names a newer call.
+func TestIdempotentRetryDoesNotResolveThePhoneNumberAgain(t *testing.T) {
+	store := newScriptedStore(t)
+	store.mu.Lock()
+	store.phones["+15551230001"] = "phone-old"
+	store.mu.Unlock()
+	tester := startEdge(t, idemConfig(store.URL, ""))
+	body := `{"phone_number":"555-123-0001","converted":true}`
+	applied := `{"call_log_ids":["phone-old"],"failed_call_log_ids":[]}`
+	wantAnswer(t, "first sight", sendKey(t, tester, edgePort, fieldsKey, "phone-key", body), 200, applied, false)
+	store.mu.Lock()
+	store.phones["+15551230001"] = "phone-new"
+	store.mu.Unlock()
+	wantAnswer(t, "retry", sendKey(t, tester, edgePort, fieldsKey, "phone-key", body), 200, applied, true)
+	if n := len(store.records()); n != 1 {
+		t.Fatalf("partner-api#safe-retries %d PATCHes, want 1: %+v", n, store.records())
+	}
+}
+
+// operations#configuration: the options load from JSON too, and a window past 168h fails the
+// load naming it.
+func TestIdempotencyOptionsJSON(t *testing.T) {
+	config := func(options string) *caddy.Config {
+		var c caddy.Config
+		raw := `{"apps":{"postback":{"call_store":{"url":"http://127.0.0.1:1"}},"http":{"servers":{"s":{"listen":["127.0.0.1:0"],"routes":[{"handle":[{"handler":"postback",` + options + `"webhooks":[{"name":"a","type":"update_fields","key":"k"}]}]}]}}}}}`
+		if err := json.Unmarshal([]byte(raw), &c); err != nil {
+			t.Fatal(err)
+		}
+		return &c
+	}
+	if err := caddy.Validate(config(`"idempotency_window":"48h","idempotency_max_keys":10,`)); err != nil {
+		t.Fatalf("valid options refused: %v", err)
+	}
+	for _, bad := range []struct{ options, want string }{
+		{`"idempotency_window":"169h",`, "idempotency_window 169h0m0s must be from 1s to 168h"},
+		{`"idempotency_window":"10ms",`, "idempotency_window 10ms must be from 1s to 168h"},
+		{`"idempotency_max_keys":-1,`, "idempotency_max_keys -1 must be positive"},
+	} {
+		if err := caddy.Validate(config(bad.options)); err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("%s: error %v, want %q", bad.options, err, bad.want)
+		}
+	}
 }
