@@ -14,6 +14,13 @@
 #   batch   POST a 50-id update_fields postback     -> 50 PATCHes upstream
 #   reject  POST an invalid body to the handler     -> 400, nothing upstream
 #   respond POST the same body to a static `respond`
+#   keyless POST the single-id body to a second Caddy whose postback app is on
+#           Redis (bench/Caddyfile.bench-redis)   -> 1 PATCH upstream
+#   keyed   the same with a new Idempotency-Key on every request: a key
+#           Redis has not seen, so it is looked up, held and stored
+#
+# keyless and keyed run back to back at the end of every round, in turn
+# first; they need redis-server on PATH (IDEMPOTENCY=0 leaves them out).
 #
 # Odd rounds run proxy, single, batch, reject, respond; even rounds the reverse
 # order within each group (batch, single, proxy, respond, reject), so "single"
@@ -48,6 +55,16 @@ bench_build
 bench_start
 bench_bodies
 bench_smoke
+IDEMPOTENCY=${IDEMPOTENCY:-1}
+if [ "$IDEMPOTENCY" = 1 ] && ! command -v redis-server >/dev/null; then
+	log "no redis-server on PATH: the idempotency-key measurement (keyless, keyed) is left out"
+	IDEMPOTENCY=0
+fi
+TARGETS=5
+if [ "$IDEMPOTENCY" = 1 ]; then
+	bench_start_redis
+	TARGETS=7
+fi
 
 RESULTS=$BENCH_TMP/results.txt
 RAW=$BENCH_TMP/raw.jsonl
@@ -60,9 +77,11 @@ jnum() { # jnum <json> <key>: a number field of loadgen's JSON line, 0 when abse
 	echo "${v:-0}"
 }
 
-measure() { # measure <round> <name> <url> <body file> <expected status>
-	local json
-	json=$(loadgen "$3" "$4" "$5" "$DURATION")
+measure() { # measure <round> <name> <url> <body file> <expected status> [loadgen arguments...]
+	local json round=$1 name=$2 url=$3 body=$4 status=$5
+	shift 5
+	json=$(loadgen "$url" "$body" "$status" "$DURATION" "$@")
+	set -- "$round" "$name"
 	echo "{\"round\":$1,\"target\":\"$2\",\"result\":$json}" >>"$RAW"
 	echo "$1 $2 $(jnum "$json" rps) $(jnum "$json" cpu_us_per_req) $(jnum "$json" cpu_util)" \
 		"$(jnum "$json" errors) $(jnum "$json" rss_peak_kib) $(jnum "$json" requests)" \
@@ -81,6 +100,11 @@ run_target() { # run_target <round> <name>
 	batch) measure "$1" batch "$POSTBACK_URL" "$BATCH_BODY" 200 ;;
 	reject) measure "$1" reject "$POSTBACK_URL" "$REJECT_BODY" 400 ;;
 	respond) measure "$1" respond "$STATIC_URL" "$REJECT_BODY" 200 ;;
+	keyless) LOADGEN_PID=$CADDY_REDIS_PID measure "$1" keyless "$REDIS_POSTBACK_URL" "$SINGLE_BODY" 200 ;;
+	keyed)
+		LOADGEN_PID=$CADDY_REDIS_PID measure "$1" keyed "$REDIS_POSTBACK_URL" "$SINGLE_BODY" 200 \
+			-idempotency-key "bench-$1-$(date +%s%N)"
+		;;
 	esac
 }
 
@@ -88,13 +112,15 @@ wait_quiet
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 RSS_IDLE=$(rss_kib "$CADDY_PID")
 STARTED=$SECONDS
-log "measuring: $ROUNDS rounds x 5 measurements x (${WARMUP} warm-up + ${DURATION}), about" \
-	"$(awk -v r="$ROUNDS" -v d="$(seconds "$DURATION")" -v w="$(seconds "$WARMUP")" 'BEGIN {printf "%.0f", r * 5 * (d + w + 0.5)}')s ..."
+log "measuring: $ROUNDS rounds x $TARGETS measurements x (${WARMUP} warm-up + ${DURATION}), about" \
+	"$(awk -v r="$ROUNDS" -v d="$(seconds "$DURATION")" -v w="$(seconds "$WARMUP")" -v t="$TARGETS" 'BEGIN {printf "%.0f", r * t * (d + w + 0.5)}')s ..."
 for ((r = 1; r <= ROUNDS; r++)); do
 	if ((r % 2 == 1)); then
 		order=(proxy single batch reject respond)
+		[ "$IDEMPOTENCY" = 1 ] && order+=(keyless keyed)
 	else
 		order=(batch single proxy respond reject)
+		[ "$IDEMPOTENCY" = 1 ] && order+=(keyed keyless)
 	fi
 	for t in "${order[@]}"; do run_target "$r" "$t"; done
 done
@@ -109,7 +135,7 @@ echo "          loadavg before $LOAD_BEFORE, after $LOAD_AFTER; measuring took $
 echo "bodies:   single $(wc -c <"$SINGLE_BODY")B, batch $(wc -c <"$BATCH_BODY")B, invalid $(wc -c <"$REJECT_BODY")B: $(cat "$REJECT_BODY")"
 echo
 
-awk -v nproc="$(nproc)" -v load_before="${LOAD_BEFORE%% *}" -v batch="$BATCH_SIZE" \
+awk -v nproc="$(nproc)" -v load_before="${LOAD_BEFORE%% *}" -v batch="$BATCH_SIZE" -v idem="$([ "$IDEMPOTENCY" = 1 ] && echo 1 || echo 0)" \
 	-v rss_idle="$RSS_IDLE" -v rss_end="$RSS_END" -v other_max="$OTHER_MAX" '
 function median(a, n,   i, j, t, b) {
 	for (i = 1; i <= n; i++) b[i] = a[i]
@@ -154,7 +180,7 @@ END {
 		"caddy", "load", "other", "errors", "RSS MiB", "up/req", "up conn"
 	for (i = 1; i <= nrows; i++) {
 		split(order[i], k, SUBSEP); r = k[1]; t = k[2]
-		calls = (t == "batch") ? rps[r, t] * batch : (t == "single" ? rps[r, t] : 0)
+		calls = (t == "batch") ? rps[r, t] * batch : ((t == "single" || t == "keyless" || t == "keyed") ? rps[r, t] : 0)
 		printf "  %-5d %-8s %9.1f %9s %10.1f %5.2f %5.2f %5.2f %6d %7.1f %7.2f %7d\n", r, t, rps[r, t],
 			(calls > 0 ? sprintf("%.1f", calls) : "-"), cpu[r, t], util[r, t], loadc[r, t], other[r, t],
 			errs[r, t], rss[r, t] / 1024, upper[r, t], upconns[r, t]
@@ -164,15 +190,16 @@ END {
 	print "  connections the upstream accepted in the window (0 when Caddy reuses its pooled connections)."
 	print ""
 	printf "ratios per round (a round is disturbed when other processes took over %.2f core in one of its windows):\n", other_max
-	printf "  %-5s %18s %20s %20s %20s  %s\n", "round", "single/proxy req/s", "single/proxy CPU/req", "batch/single calls/s", "reject/respond req/s", "max other"
+	printf "  %-5s %18s %20s %20s %20s %19s  %s\n", "round", "single/proxy req/s", "single/proxy CPU/req", "batch/single calls/s", "reject/respond req/s", "keyed/keyless req/s", "max other"
 	for (r = 1; r <= rounds; r++) {
 		setratio("rps", r, rps[r, "single"], rps[r, "proxy"])
 		setratio("cpu", r, cpu[r, "single"], cpu[r, "proxy"])
 		setratio("batch", r, rps[r, "batch"] * batch, rps[r, "single"])
 		setratio("reject", r, rps[r, "reject"], rps[r, "respond"])
+		setratio("idem", r, rps[r, "keyed"], rps[r, "keyless"])
 		if (!disturbed[r]) clean++
-		printf "  %-5d %18s %20s %20s %20s  %.2f%s\n", r, showratio("rps", r), showratio("cpu", r), showratio("batch", r),
-			showratio("reject", r), maxother_r[r], disturbed[r] ? " disturbed" : ""
+		printf "  %-5d %18s %20s %20s %20s %19s  %.2f%s\n", r, showratio("rps", r), showratio("cpu", r), showratio("batch", r),
+			showratio("reject", r), showratio("idem", r), maxother_r[r], disturbed[r] ? " disturbed" : ""
 	}
 	print ""
 	printf "summary over all %d rounds                    %7s %7s %7s    %-7s  %s\n", rounds, "min", "median", "max", "target", "median vs target"
@@ -180,6 +207,7 @@ END {
 	summary("cpu", "single / reverse_proxy, CPU per request", "<=", 0.75, 0)
 	summary("batch", "batch(50) / single, calls/s", ">=", 2.2, 0)
 	summary("reject", "reject(400) / respond, req/s", ">=", 0.9, 0)
+	if (idem) summary("idem", "keyed / keyless (Redis), req/s", ">=", 0.8, 0)
 	if (clean > 0 && clean < rounds) {
 		print ""
 		printf "summary over the %d undisturbed rounds        %7s %7s %7s    %-7s  %s\n", clean, "min", "median", "max", "target", "median vs target"
@@ -187,6 +215,7 @@ END {
 		summary("cpu", "single / reverse_proxy, CPU per request", "<=", 0.75, 1)
 		summary("batch", "batch(50) / single, calls/s", ">=", 2.2, 1)
 		summary("reject", "reject(400) / respond, req/s", ">=", 0.9, 1)
+		if (idem) summary("idem", "keyed / keyless (Redis), req/s", ">=", 0.8, 1)
 	}
 	print ""
 	printf "memory:   Caddy VmRSS %.1f MiB idle before the load; peak %.1f MiB during the single-id runs (round %d); %.1f MiB after all runs\n",

@@ -81,6 +81,9 @@ type worker struct {
 	errors   int64
 	statuses map[int]int
 	firstErr string
+	// keyPrefix, when set, starts a new Idempotency-Key for every request.
+	keyPrefix string
+	sent      int64
 }
 
 func main() {
@@ -101,6 +104,7 @@ func main() {
 		rssEvery = flag.Duration("rss-every", 100*time.Millisecond, "VmRSS sampling period during the window")
 		procs    = flag.Int("procs", 0, "GOMAXPROCS (0: leave the runtime's default)")
 		free     = flag.Int("free-ports", 0, "print `N` free loopback TCP ports and exit")
+		idemKey  = flag.String("idempotency-key", "", "send a new Idempotency-Key on every request, starting with `prefix`")
 	)
 	flag.Parse()
 	if *free > 0 {
@@ -191,6 +195,9 @@ func main() {
 	var wg sync.WaitGroup
 	for i := range workers {
 		w := &worker{statuses: map[int]int{}}
+		if *idemKey != "" {
+			w.keyPrefix = *idemKey + "-" + strconv.Itoa(i) + "-"
+		}
 		workers[i] = w
 		wg.Add(1)
 		go func() {
@@ -242,6 +249,11 @@ func (w *worker) run(client *http.Client, method, target string, header http.Hea
 			return
 		}
 		req.Header = header // read-only: the client neither sets nor changes headers here
+		if w.keyPrefix != "" {
+			w.sent++
+			req.Header = header.Clone()
+			req.Header["Idempotency-Key"] = []string{w.keyPrefix + strconv.FormatInt(w.sent, 36)}
+		}
 		status := 0
 		msg := ""
 		resp, err := client.Do(req)
