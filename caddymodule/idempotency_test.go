@@ -7,7 +7,10 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -104,6 +107,25 @@ func newGatedStore(t *testing.T) *gatedStore {
 	return g
 }
 
+// runSuffixes end the idempotency keys of each test run: the in-memory
+// store outlives a config reload, so a test run again in this process
+// (-count) must not meet its own keys.
+var (
+	runSuffixes sync.Map // *testing.T → string
+	runSeq      atomic.Int64
+)
+
+// runKey is key with the test run's suffix, inside the quotes of a quoted
+// key.
+func runKey(t *testing.T, key string) string {
+	v, _ := runSuffixes.LoadOrStore(t, "-"+strconv.FormatInt(time.Now().UnixNano(), 36)+"-"+strconv.FormatInt(runSeq.Add(1), 36))
+	suffix := v.(string)
+	if q, ok := strings.CutSuffix(key, `"`); ok && strings.HasPrefix(key, `"`) && len(key) > 1 {
+		return q + suffix + `"`
+	}
+	return key + suffix
+}
+
 // idemAnswer is what a partner sees.
 type idemAnswer struct {
 	status int
@@ -130,7 +152,7 @@ func doIdem(t *testing.T, tc *caddytest.Tester, method, url, contentType, body, 
 		req.Header.Set("Content-Type", contentType)
 	}
 	if key != "" {
-		req.Header.Set("Idempotency-Key", key)
+		req.Header.Set("Idempotency-Key", runKey(t, key))
 	}
 	resp, err := tc.Client.Do(req)
 	if err != nil {
@@ -196,11 +218,11 @@ func TestIdempotentStaleRetryKeepsNewerValue(t *testing.T) {
 func TestIdempotentGETAndJSONAreOneRequest(t *testing.T) {
 	store := newScriptedStore(t)
 	tester := startEdge(t, idemConfig(store.URL, ""))
-	get := doIdem(t, tester, "GET", fmt.Sprintf("http://127.0.0.1:%d/postback/update-fields?moja_auth_key=%s&call_log_id=pixel-1&converted=yes&add[tier]=gold&idempotency_key=px-9", edgePort, fieldsKey), "", "", "")
+	get := doIdem(t, tester, "GET", fmt.Sprintf("http://127.0.0.1:%d/postback/update-fields?moja_auth_key=%s&call_log_id=pixel-1&converted=yes&add[tier]=gold&idempotency_key=%s", edgePort, fieldsKey, runKey(t, "px-9")), "", "", "")
 	wantAnswer(t, "GET pixel", get, 200, `{"call_log_ids":["pixel-1"],"failed_call_log_ids":[]}`, false)
 	post := sendKey(t, tester, edgePort, fieldsKey, "px-9", `{"call_log_id":"pixel-1","converted":true,"add":{"tier":"gold"}}`)
 	wantAnswer(t, "JSON POST", post, 200, `{"call_log_ids":["pixel-1"],"failed_call_log_ids":[]}`, true)
-	form := doIdem(t, tester, "POST", fmt.Sprintf("http://127.0.0.1:%d/postback/update-fields?moja_auth_key=%s", edgePort, fieldsKey), "application/x-www-form-urlencoded", "call_log_id=pixel-1&converted=1&add[tier]=gold&idempotency_key=px-9", "")
+	form := doIdem(t, tester, "POST", fmt.Sprintf("http://127.0.0.1:%d/postback/update-fields?moja_auth_key=%s", edgePort, fieldsKey), "application/x-www-form-urlencoded", "call_log_id=pixel-1&converted=1&add[tier]=gold&idempotency_key="+runKey(t, "px-9"), "")
 	wantAnswer(t, "form POST", form, 200, `{"call_log_ids":["pixel-1"],"failed_call_log_ids":[]}`, true)
 	if got := store.applied("pixel-1"); len(got) != 1 {
 		t.Fatalf("partner-api#safe-retries PATCHes %v, want one", got)
@@ -318,7 +340,7 @@ func TestIdempotentRetryOnAnotherInstance(t *testing.T) {
 	}
 	client := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	defer client.Close()
-	if ttl := client.PTTL(context.Background(), "idem-e2e:idem:{acme:move-key}").Val(); ttl < 23*time.Hour || ttl > 24*time.Hour {
+	if ttl := client.PTTL(context.Background(), "idem-e2e:idem:{acme:"+runKey(t, "move-key")+"}").Val(); ttl < 23*time.Hour || ttl > 24*time.Hour {
 		t.Fatalf("partner-api#safe-retries the record's TTL is %s, want the default window of 24h", ttl)
 	}
 }
@@ -443,5 +465,20 @@ func TestIdempotencyOptionsJSON(t *testing.T) {
 		if err := caddy.Validate(config(bad.options)); err == nil || !strings.Contains(err.Error(), bad.want) {
 			t.Errorf("%s: error %v, want %q", bad.options, err, bad.want)
 		}
+	}
+}
+
+// partner-api#safe-retries: without Redis the keys live in this process's memory, and a config
+// reload keeps them.
+func TestIdempotentKeysSurviveAReload(t *testing.T) {
+	store := newScriptedStore(t)
+	tester := startEdge(t, idemConfig(store.URL, ""))
+	body := `{"call_log_id":"reload-1","converted":true}`
+	applied := `{"call_log_ids":["reload-1"],"failed_call_log_ids":[]}`
+	wantAnswer(t, "before the reload", sendKey(t, tester, edgePort, fieldsKey, "reload-key", body), 200, applied, false)
+	tester = startEdge(t, strings.Replace(idemConfig(store.URL, ""), "drain_interval 100ms", "drain_interval 200ms", 1))
+	wantAnswer(t, "after the reload", sendKey(t, tester, edgePort, fieldsKey, "reload-key", body), 200, applied, true)
+	if got := store.applied("reload-1"); len(got) != 1 {
+		t.Fatalf("partner-api#safe-retries PATCHes %v, want one", got)
 	}
 }
