@@ -1,0 +1,41 @@
+package idempotency_test
+
+import (
+	"context"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/callpostback/caddy-postback/internal/idempotency"
+	"github.com/callpostback/caddy-postback/internal/redistest"
+)
+
+// benchmarkNewKey is what a request with a key not seen before costs the
+// store: a claim, then a save of a one-call outcome.
+func benchmarkNewKey(b *testing.B, s idempotency.Store) {
+	ctx := context.Background()
+	rec := idempotency.Record{Fingerprint: "3f1c0d5e9a7b2c4d6e8f0a1b3c5d7e9f1a2b3c4d5e6f708192a3b4c5d6e7f80", Outcome: []byte(`[["abc-123","applied",""]]`), Final: true}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		k := idempotency.Key{Webhook: "bench", Key: "k-" + strconv.Itoa(i)}
+		if _, err := s.Claim(ctx, k, rec.Fingerprint, "token", 15*time.Second); err != nil {
+			b.Fatal(err)
+		}
+		if err := s.Save(ctx, k, "token", rec, time.Hour); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkMemoryNewKey(b *testing.B) {
+	benchmarkNewKey(b, idempotency.NewMemory(0))
+}
+
+func BenchmarkRedisNewKey(b *testing.B) {
+	srv := redistest.Start(b)
+	client := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	b.Cleanup(func() { client.Close() })
+	benchmarkNewKey(b, idempotency.NewRedis(client, "bench:"))
+}
