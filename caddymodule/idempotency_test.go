@@ -274,11 +274,15 @@ func TestIdempotentRetryOfQueuedUpdate(t *testing.T) {
 	if status != 202 {
 		t.Fatalf("call-completed: %d %s", status, out)
 	}
-	waitFor(t, "the queued update", func() bool { return len(store.applied("idem-live")) == 1 })
+	// The entry leaves the queue once the call store has answered the PATCH.
+	waitFor(t, "the queued update applied and acknowledged", func() bool {
+		_, q := adminDo(t, "GET", "/postback/queue/idem-live")
+		return len(store.applied("idem-live")) == 1 && len(gjson.Get(q, "pending").Array()) == 0
+	})
 	wantAnswer(t, "retry after completion", sendKey(t, tester, edgePort, fieldsKey, "live-key", body), 202, queued, true)
 	_, q = adminDo(t, "GET", "/postback/queue/idem-live")
 	if n := len(gjson.Get(q, "pending").Array()); n != 0 || len(store.applied("idem-live")) != 1 {
-		t.Fatalf("partner-api#safe-retries after completion: queue %s, PATCHes %v", q, store.applied("idem-live"))
+		t.Fatalf("partner-api#safe-retries after a retry: queue %s, PATCHes %v", q, store.applied("idem-live"))
 	}
 }
 
