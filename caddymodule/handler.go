@@ -73,6 +73,7 @@ type Handler struct {
 	logger  *zap.Logger
 
 	retries      *postback.Retries
+	idemRedis    *idempotency.Redis
 	idemPoolKey  string
 	idemWarnings warnEvery
 }

@@ -43,7 +43,8 @@ func (h *Handler) validateIdempotency() error {
 func (h *Handler) provisionRetries() error {
 	var store idempotency.Store
 	if h.app.redis != nil {
-		store = idempotency.NewRedis(h.app.redis, h.app.redisPrefix)
+		h.idemRedis = idempotency.NewRedis(h.app.redis, h.app.redisPrefix)
+		store = h.idemRedis
 	} else {
 		key := "idempotency:memory:" + strconv.Itoa(h.IdempotencyMaxKeys)
 		v, _, err := idempotencyPool.LoadOrNew(key, func() (caddy.Destructor, error) {
@@ -63,8 +64,12 @@ func (h *Handler) provisionRetries() error {
 	return nil
 }
 
-// Cleanup lets go of the in-memory idempotency store.
+// Cleanup stops the handler's idempotency store, or lets go of the
+// in-memory one.
 func (h *Handler) Cleanup() error {
+	if h.idemRedis != nil {
+		return h.idemRedis.Close()
+	}
 	if h.idemPoolKey != "" {
 		_, err := idempotencyPool.Delete(h.idemPoolKey)
 		return err

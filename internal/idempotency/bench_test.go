@@ -37,5 +37,7 @@ func BenchmarkRedisNewKey(b *testing.B) {
 	srv := redistest.Start(b)
 	client := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	b.Cleanup(func() { client.Close() })
-	benchmarkNewKey(b, idempotency.NewRedis(client, "bench:"))
+	s := idempotency.NewRedis(client, "bench:")
+	defer s.Close()
+	benchmarkNewKey(b, s)
 }

@@ -2,6 +2,7 @@ package idempotency
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -14,14 +15,22 @@ import (
 // Cluster keeps them on one node: the record, a hash expiring with the
 // window, and the hold, a string expiring on its own.
 type Redis struct {
-	client redis.UniversalClient
 	prefix string
+	batch  *batcher
 }
 
-// NewRedis returns a store whose keys start with prefix.
+// NewRedis returns a store whose keys start with prefix. Close stops it.
 func NewRedis(client redis.UniversalClient, prefix string) *Redis {
-	return &Redis{client: client, prefix: prefix}
+	return &Redis{prefix: prefix, batch: newBatcher(client)}
 }
+
+// Close stops the store's goroutine; the client stays open.
+func (r *Redis) Close() error {
+	r.batch.close()
+	return nil
+}
+
+var errClosed = errors.New("idempotency: store closed")
 
 // tagEscaper keeps braces out of a hash tag, and the escape character
 // unambiguous, so that the tag is the whole of webhook and key.
@@ -85,7 +94,11 @@ return 0
 
 // Claim implements Store.
 func (r *Redis) Claim(ctx context.Context, k Key, fingerprint, token string, hold time.Duration) (Claim, error) {
-	v, err := claimScript.Run(ctx, r.client, r.keys(k), fingerprint, token, max(hold.Milliseconds(), 1)).Slice()
+	answer, err := r.batch.do(ctx, claimScript, r.keys(k), fingerprint, token, max(hold.Milliseconds(), 1))
+	v, ok := answer.([]any)
+	if err == nil && !ok {
+		err = fmt.Errorf("claim answered %T", answer)
+	}
 	if err != nil {
 		return Claim{}, fmt.Errorf("idempotency: %w", err)
 	}
@@ -115,7 +128,7 @@ func (r *Redis) Save(ctx context.Context, k Key, token string, rec Record, windo
 	if rec.Final {
 		final = "1"
 	}
-	if err := saveScript.Run(ctx, r.client, r.keys(k), rec.Fingerprint, rec.Outcome, final, max(window.Milliseconds(), 1), token).Err(); err != nil {
+	if _, err := r.batch.do(ctx, saveScript, r.keys(k), rec.Fingerprint, rec.Outcome, final, max(window.Milliseconds(), 1), token); err != nil {
 		return fmt.Errorf("idempotency: %w", err)
 	}
 	return nil
@@ -123,7 +136,7 @@ func (r *Redis) Save(ctx context.Context, k Key, token string, rec Record, windo
 
 // Release implements Store.
 func (r *Redis) Release(ctx context.Context, k Key, token string) error {
-	if err := releaseScript.Run(ctx, r.client, r.keys(k)[1:], token).Err(); err != nil {
+	if _, err := r.batch.do(ctx, releaseScript, r.keys(k)[1:], token); err != nil {
 		return fmt.Errorf("idempotency: %w", err)
 	}
 	return nil

@@ -3,6 +3,7 @@ package idempotency_test
 import (
 	"context"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,9 +19,11 @@ func TestRedis(t *testing.T) {
 	client := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	t.Cleanup(func() { client.Close() })
 	n := 0
-	idempotencytest.Run(t, func(*testing.T) idempotency.Store {
+	idempotencytest.Run(t, func(t *testing.T) idempotency.Store {
 		n++
-		return idempotency.NewRedis(client, fmt.Sprintf("t%d:", n))
+		s := idempotency.NewRedis(client, fmt.Sprintf("t%d:", n))
+		t.Cleanup(func() { s.Close() })
+		return s
 	})
 }
 
@@ -33,6 +36,7 @@ func TestRedisKeysExpireAndShareATag(t *testing.T) {
 	client := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	t.Cleanup(func() { client.Close() })
 	s := idempotency.NewRedis(client, "p:")
+	defer s.Close()
 	k := idempotency.Key{Webhook: "acme", Key: "k{1}"}
 	if _, err := s.Claim(ctx, k, "fp", "t1", 15*time.Second); err != nil {
 		t.Fatal(err)
@@ -92,6 +96,7 @@ func TestRedisDown(t *testing.T) {
 	client := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1})
 	t.Cleanup(func() { client.Close() })
 	s := idempotency.NewRedis(client, "p:")
+	defer s.Close()
 	srv.Stop()
 	ctx := context.Background()
 	k := idempotency.Key{Webhook: "acme", Key: "k1"}
@@ -103,5 +108,40 @@ func TestRedisDown(t *testing.T) {
 	}
 	if err := s.Release(ctx, k, "t"); err == nil {
 		t.Fatal("Release with Redis down did not fail")
+	}
+}
+
+// partner-api#safe-retries: scripts that Redis no longer has (a restart, SCRIPT FLUSH) are
+// loaded again, batched or not; a closed store refuses at once.
+func TestRedisScriptsReloadedAndClose(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	client := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	t.Cleanup(func() { client.Close() })
+	s := idempotency.NewRedis(client, "p:")
+	for i := range 3 {
+		if err := client.ScriptFlush(ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		errs := make([]error, 8)
+		for j := range errs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, errs[j] = s.Claim(ctx, idempotency.Key{Webhook: "acme", Key: fmt.Sprint(i, "-", j)}, "fp", "t", time.Minute)
+			}()
+		}
+		wg.Wait()
+		for _, err := range errs {
+			if err != nil {
+				t.Fatalf("claim after SCRIPT FLUSH: %v", err)
+			}
+		}
+	}
+	s.Close()
+	s.Close()
+	if _, err := s.Claim(ctx, idempotency.Key{Webhook: "acme", Key: "late"}, "fp", "t", time.Minute); err == nil {
+		t.Fatal("a closed store answered")
 	}
 }
