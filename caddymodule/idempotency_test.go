@@ -248,10 +248,22 @@ func TestIdempotentBatchRetryReattemptsOnlyTheFailedCall(t *testing.T) {
 	if sent := store.records()[before:]; len(sent) != 1 || sent[0].ID != "batch-b" {
 		t.Fatalf("partner-api#safe-retries the retry sent %+v, want one PATCH of batch-b", sent)
 	}
+
+	// A final failure (not_found) is reused, never sent again.
+	store.set("batch-gone", "gone")
+	gone := `{"call_log_id":["batch-a","batch-gone"],"converted":true}`
+	wantAnswer(t, "a batch with an unknown call", sendKey(t, tester, edgePort, fieldsKey, "gone-key", gone), 200, `{"call_log_ids":["batch-a"],"failed_call_log_ids":["batch-gone"],"errors":{"batch-gone":{"code":"not_found","message":"call not found"}}}`, false)
+	wantAnswer(t, "its retry", sendKey(t, tester, edgePort, fieldsKey, "gone-key", gone), 200, `{"call_log_ids":["batch-a"],"failed_call_log_ids":["batch-gone"],"errors":{"batch-gone":{"code":"not_found","message":"call not found"}}}`, true)
+	store.mu.Lock()
+	goneHits := store.hits["batch-gone"]
+	store.mu.Unlock()
+	if goneHits != 1 {
+		t.Fatalf("partner-api#safe-retries the unknown call was asked for %d times, want once", goneHits)
+	}
 	again := sendKey(t, tester, edgePort, fieldsKey, "batch-key", body)
 	wantAnswer(t, "a further retry", again, 200, `{"call_log_ids":["batch-a","batch-b","batch-c"],"failed_call_log_ids":[]}`, true)
-	if n := len(store.records()); n != 3 {
-		t.Fatalf("partner-api#safe-retries %d PATCHes in all, want 3", n)
+	if n := len(store.records()); n != 4 {
+		t.Fatalf("partner-api#safe-retries %d PATCHes applied in all, want 4 (three of the batch, one of batch-a with gone-key)", n)
 	}
 }
 
@@ -298,8 +310,10 @@ func TestIdempotentKeyInUse(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			store := newGatedStore(t)
 			redisURL, other := "", edgePort
+			var srv *redistest.Server
 			if withRedis {
-				redisURL, other = redistest.Start(t).URL(), secondPort
+				srv = redistest.Start(t)
+				redisURL, other = srv.URL(), secondPort
 			}
 			tester := startEdge(t, idemConfig(store.URL, redisURL))
 			body := `{"call_log_id":"slow-1","converted":true}`
@@ -309,6 +323,16 @@ func TestIdempotentKeyInUse(t *testing.T) {
 			second := sendKey(t, tester, other, fieldsKey, "busy-key", body)
 			if second.status != 409 || gjson.Get(second.body, "error.code").String() != "idempotency_key_in_use" || second.header.Get("Retry-After") != "1" {
 				t.Fatalf("partner-api#safe-retries concurrent request: %d %s Retry-After %q", second.status, second.body, second.header.Get("Retry-After"))
+			}
+			if withRedis {
+				// The mark of a request in progress expires on its own
+				// after the deadline (1s) plus the margin (5s).
+				client := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+				ttl := client.PTTL(context.Background(), "idem-e2e:idem:{acme:"+runKey(t, "busy-key")+"}:hold").Val()
+				client.Close()
+				if ttl <= 5*time.Second || ttl > 6*time.Second {
+					t.Errorf("partner-api#safe-retries the hold's TTL is %s, want the deadline plus 5s", ttl)
+				}
 			}
 			close(store.release)
 			wantAnswer(t, "the first request", <-done, 200, `{"call_log_ids":["slow-1"],"failed_call_log_ids":[]}`, false)
