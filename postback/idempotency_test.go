@@ -34,6 +34,16 @@ func TestParseIdempotencyKey(t *testing.T) {
 	}
 }
 
+// partner-api#safe-retries: the key is a known parameter, so strict mode takes it too.
+func TestParseIdempotencyKeyStrict(t *testing.T) {
+	p := testParser()
+	p.Strict = true
+	req, err := p.Parse(EndpointUpdateFields, "idempotency_key=k-1", []byte(`{"call_log_id":"a","converted":true}`), BodyJSON)
+	if err != nil || req.IdempotencyKey != "k-1" {
+		t.Fatalf("strict: %v %+v", err, req)
+	}
+}
+
 // partner-api#safe-retries: a bad key is a 400 naming it, reported with the other fields.
 func TestParseIdempotencyKeyRefused(t *testing.T) {
 	p := testParser()
