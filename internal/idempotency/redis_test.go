@@ -145,3 +145,18 @@ func TestRedisScriptsReloadedAndClose(t *testing.T) {
 		t.Fatal("a closed store answered")
 	}
 }
+
+// partner-api#safe-retries: on Redis Cluster, each key's record and hold share a slot, and
+// pipelines spanning several nodes answer every request.
+func TestRedisCluster(t *testing.T) {
+	addrs := redistest.StartCluster(t, 3)
+	client := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs})
+	t.Cleanup(func() { client.Close() })
+	n := 0
+	idempotencytest.Run(t, func(t *testing.T) idempotency.Store {
+		n++
+		s := idempotency.NewRedis(client, fmt.Sprintf("c%d:", n))
+		t.Cleanup(func() { s.Close() })
+		return s
+	})
+}
