@@ -3,6 +3,7 @@ package idempotency_test
 import (
 	"context"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -40,4 +41,32 @@ func BenchmarkRedisNewKey(b *testing.B) {
 	s := idempotency.NewRedis(client, "bench:")
 	defer s.Close()
 	benchmarkNewKey(b, s)
+}
+
+// BenchmarkRedisNewKeyParallel is the same under 32 concurrent requests,
+// whose scripts share pipelines.
+func BenchmarkRedisNewKeyParallel(b *testing.B) {
+	srv := redistest.Start(b)
+	client := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	b.Cleanup(func() { client.Close() })
+	s := idempotency.NewRedis(client, "bench:")
+	defer s.Close()
+	ctx := context.Background()
+	rec := idempotency.Record{Fingerprint: "fp", Outcome: []byte(`[["abc-123","applied",""]]`), Final: true}
+	var seq atomic.Int64
+	b.SetParallelism(16)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			k := idempotency.Key{Webhook: "bench", Key: "p-" + strconv.FormatInt(seq.Add(1), 36)}
+			if _, err := s.Claim(ctx, k, rec.Fingerprint, "token", 15*time.Second); err != nil {
+				b.Error(err)
+				return
+			}
+			if err := s.Save(ctx, k, "token", rec, time.Hour); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
 }
