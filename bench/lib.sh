@@ -42,6 +42,8 @@ seconds() {
 
 CADDY_PID=""
 UPSTREAM_PID=""
+REDIS_PID=""       # the redis-server of the idempotency-key measurement
+CADDY_REDIS_PID="" # the Caddy on Redis (bench/Caddyfile.bench-redis)
 BG_PIDS=() # other background processes of the scripts (profile.sh's load and fetches)
 
 log() { printf '%s\n' "$*" >&2; }
@@ -53,6 +55,8 @@ bench_cleanup() {
 	for p in "${BG_PIDS[@]}"; do kill "$p" 2>/dev/null; done
 	[ -n "$CADDY_PID" ] && kill "$CADDY_PID" 2>/dev/null && wait "$CADDY_PID" 2>/dev/null
 	[ -n "$UPSTREAM_PID" ] && kill "$UPSTREAM_PID" 2>/dev/null && wait "$UPSTREAM_PID" 2>/dev/null
+	[ -n "$CADDY_REDIS_PID" ] && kill "$CADDY_REDIS_PID" 2>/dev/null && wait "$CADDY_REDIS_PID" 2>/dev/null
+	[ -n "$REDIS_PID" ] && kill "$REDIS_PID" 2>/dev/null && wait "$REDIS_PID" 2>/dev/null
 	if [ "$rc" -ne 0 ] && [ -n "${BENCH_TMP:-}" ] && [ -f "$BENCH_TMP/caddy.log" ]; then
 		log "--- last lines of caddy.log"
 		tail -n 20 "$BENCH_TMP/caddy.log" >&2
@@ -166,6 +170,35 @@ bench_start() {
 		log "pid $CADDY_PID is $(cat "/proc/$CADDY_PID/comm"), not caddy"
 		return 1
 	fi
+}
+
+# Starts a redis-server and a second Caddy on it (bench/Caddyfile.bench-redis)
+# for the idempotency-key measurement; Redis runs on the load side's CPUs.
+bench_start_redis() {
+	read -r BENCH_REDIS_PORT BENCH_REDIS_EDGE_PORT BENCH_REDIS_ADMIN_PORT <<<"$("$LOADGEN" -free-ports 3)"
+	export BENCH_REDIS_PORT BENCH_REDIS_EDGE_PORT BENCH_REDIS_ADMIN_PORT
+	"${LOAD_TASKSET[@]}" redis-server --port "$BENCH_REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
+		--dir "$BENCH_TMP" >"$BENCH_TMP/redis.log" 2>&1 &
+	REDIS_PID=$!
+	XDG_DATA_HOME=$BENCH_TMP/data-redis XDG_CONFIG_HOME=$BENCH_TMP/config-redis \
+		"${CADDY_TASKSET[@]}" "$BENCH_TMP/caddy" run --config "$BENCH_DIR/Caddyfile.bench-redis" --adapter caddyfile \
+		>"$BENCH_TMP/caddy-redis.log" 2>&1 &
+	CADDY_REDIS_PID=$!
+	REDIS_POSTBACK_URL="http://127.0.0.1:$BENCH_REDIS_EDGE_PORT/postback/update-fields?moja_auth_key=$BENCH_KEY"
+	wait_for "caddy on redis" 60 http_status_is 404 -X POST "http://127.0.0.1:$BENCH_REDIS_EDGE_PORT/"
+	smoke_one 200 "$SINGLE_BODY" "$REDIS_POSTBACK_URL" || return 1
+	local got
+	got=$(curl -s -o /dev/null -D - --max-time 30 -X POST -H 'Content-Type: application/json' -H "Idempotency-Key: smoke-$$" \
+		--data-binary "@$SINGLE_BODY" "$REDIS_POSTBACK_URL" >/dev/null &&
+		curl -s -D - -o /dev/null --max-time 30 -X POST -H 'Content-Type: application/json' -H "Idempotency-Key: smoke-$$" \
+			--data-binary "@$SINGLE_BODY" "$REDIS_POSTBACK_URL")
+	case $got in
+	*[Ii]dempotent-[Rr]eplayed:\ true*) ;;
+	*)
+		log "smoke test: a retry with an Idempotency-Key on the Caddy on Redis was not replayed: $got"
+		return 1
+		;;
+	esac
 }
 
 # Request bodies.

@@ -51,6 +51,16 @@ bench_build
 bench_start
 bench_bodies
 bench_smoke
+IDEMPOTENCY=${IDEMPOTENCY:-1}
+if [ "$IDEMPOTENCY" = 1 ] && ! command -v redis-server >/dev/null; then
+	log "no redis-server on PATH: the idempotency-key measurement (keyless, keyed) is left out"
+	IDEMPOTENCY=0
+fi
+TARGETS=5
+if [ "$IDEMPOTENCY" = 1 ]; then
+	bench_start_redis
+	TARGETS=7
+fi
 
 RESULTS=$BENCH_TMP/results.txt
 RAW=$BENCH_TMP/raw.jsonl
@@ -114,7 +124,7 @@ echo "          loadavg before $LOAD_BEFORE, after $LOAD_AFTER; measuring took $
 echo "bodies:   single $(wc -c <"$SINGLE_BODY")B, batch $(wc -c <"$BATCH_BODY")B, invalid $(wc -c <"$REJECT_BODY")B: $(cat "$REJECT_BODY")"
 echo
 
-awk -v nproc="$(nproc)" -v load_before="${LOAD_BEFORE%% *}" -v batch="$BATCH_SIZE" \
+awk -v nproc="$(nproc)" -v load_before="${LOAD_BEFORE%% *}" -v batch="$BATCH_SIZE" -v idem="$([ "$IDEMPOTENCY" = 1 ] && echo 1 || echo 0)" \
 	-v rss_idle="$RSS_IDLE" -v rss_end="$RSS_END" -v other_max="$OTHER_MAX" '
 function median(a, n,   i, j, t, b) {
 	for (i = 1; i <= n; i++) b[i] = a[i]

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
 	"github.com/callpostback/caddy-postback/internal/queue"
@@ -58,7 +59,11 @@ type App struct {
 	drainer  *postback.Drainer
 	upstream *postback.ConcurrencyLimit
 	limiter  ratelimit.Limiter
-	logger   *zap.Logger
+	// redis and redisPrefix, when Redis is configured, also hold the
+	// handlers' idempotency keys.
+	redis       redis.UniversalClient
+	redisPrefix string
+	logger      *zap.Logger
 
 	cancel context.CancelFunc
 	done   sync.WaitGroup

@@ -146,6 +146,8 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 //		max_amount           <decimal>
 //		strict
 //		default_country_code <digits>|none
+//		idempotency_window   <duration>
+//		idempotency_max_keys <n>
 //		webhook <name> {
 //			type           update_revenue|update_tags|update_fields|call_completed
 //			account        <account id>
@@ -190,6 +192,14 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			h.Strict = true
 		case "default_country_code":
 			err = parseString(d, &h.DefaultCountryCode)
+		case "idempotency_window":
+			if err = parseDuration(d, &h.IdempotencyWindow); err == nil {
+				if w := time.Duration(h.IdempotencyWindow); w < time.Second || w > postback.MaxIdempotencyWindow {
+					return d.Errf("idempotency_window %s must be from 1s to 168h", w)
+				}
+			}
+		case "idempotency_max_keys":
+			err = parsePositiveInt(d, &h.IdempotencyMaxKeys)
 		case "webhook":
 			err = h.unmarshalWebhook(d)
 		case "id":

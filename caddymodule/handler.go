@@ -17,6 +17,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/callpostback/caddy-postback/internal/idempotency"
 	"github.com/callpostback/caddy-postback/postback"
 )
 
@@ -59,6 +60,16 @@ type Handler struct {
 	// only. Default: 1. Set "none" to accept only +international numbers.
 	DefaultCountryCode string `json:"default_country_code,omitempty"`
 
+	// IdempotencyWindow is how long an idempotency key is remembered
+	// (docs/partner-api.md#safe-retries): a retry within it is answered from what the key did.
+	// Default: 24h; at most 168h.
+	IdempotencyWindow caddy.Duration `json:"idempotency_window,omitempty"`
+
+	// IdempotencyMaxKeys bounds the keys remembered in memory when the
+	// postback app has no Redis; past it, the oldest key is forgotten
+	// first. Default: 100000.
+	IdempotencyMaxKeys int `json:"idempotency_max_keys,omitempty"`
+
 	app     *App
 	edge    *postback.Edge
 	parser  postback.Parser
@@ -67,6 +78,11 @@ type Handler struct {
 	logger  *zap.Logger
 	// limiterDown is the warning of a failing rate limiter.
 	limiterDown throttledWarning
+
+	retries      *postback.Retries
+	idemRedis    *idempotency.Redis
+	idemPoolKey  string
+	idemWarnings throttledWarning
 }
 
 // WebhookConfig is one partner integration (docs/operations.md#webhooks-and-keys).
@@ -131,6 +147,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.DefaultCountryCode == "" {
 		h.DefaultCountryCode = "1"
 	}
+	if h.IdempotencyWindow == 0 {
+		h.IdempotencyWindow = caddy.Duration(postback.DefaultIdempotencyWindow)
+	}
+	if h.IdempotencyMaxKeys == 0 {
+		h.IdempotencyMaxKeys = idempotency.DefaultMaxKeys
+	}
 	if err := h.Validate(); err != nil {
 		return err
 	}
@@ -182,7 +204,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := registerLimiterMetrics(ctx.GetMetricsRegistry()); err != nil {
 		return fmt.Errorf("postback: metrics: %w", err)
 	}
-	h.limiterDown.interval = 10 * time.Second
+	if err := registerIdempotencyMetrics(ctx.GetMetricsRegistry()); err != nil {
+		return fmt.Errorf("postback: metrics: %w", err)
+	}
 
 	appIface, err := ctx.App("postback")
 	if err != nil {
@@ -190,7 +214,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.app = appIface.(*App)
 	h.edge = h.app.edge()
-	return nil
+	return h.provisionRetries()
 }
 
 // Validate rejects settings that cannot work.
@@ -207,7 +231,7 @@ func (h *Handler) Validate() error {
 	if c := h.DefaultCountryCode; c != "none" && (len(c) > 3 || strings.Trim(c, "0123456789") != "" || c[0] == '0') {
 		return fmt.Errorf("postback: default_country_code %q must be 1 to 3 digits, or none", c)
 	}
-	return nil
+	return h.validateIdempotency()
 }
 
 // ServeHTTP answers a postback; it never calls next.
@@ -225,6 +249,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 		repl.Set("http.postback.webhook", a.webhook)
 	}
 	countRequest(a.webhook, ep, a.status)
+	if a.replayed {
+		w.Header()[postback.HeaderIdempotentReplayed] = idempotentReplayed
+	}
 	if a.retryAfter > 0 {
 		w.Header()["Retry-After"] = []string{strconv.FormatInt(a.retryAfter, 10)}
 	}
@@ -238,6 +265,9 @@ type answer struct {
 	status     int
 	body       []byte
 	retryAfter int64
+	// replayed: answered from a stored outcome, nothing attempted again
+	// (docs/partner-api.md#safe-retries).
+	replayed bool
 }
 
 // serve answers one postback with its status and body, and names the
@@ -265,16 +295,15 @@ func (h *Handler) serve(r *http.Request, ep postback.Endpoint, requestID string)
 		}
 		return errorAnswer(webhook.Name, perr)
 	}
-	// The call-store requests carry the postback's trace context
-	// (operations#call-store-transport).
-	ctx := postback.WithTrace(callStoreContext(r.Context()), r.Header.Get("Traceparent"), r.Header.Get("Tracestate"))
-	res := h.edge.Apply(ctx, webhook, requestID, req)
-	countCalls(webhook.Name, res)
+	res, replayed, perr := h.applyPostback(r, webhook, requestID, ep, req, adm.auth.MessageID)
+	if perr != nil {
+		return errorAnswer(webhook.Name, perr)
+	}
 	out, status := postback.AppendResponse(make([]byte, 0, 256), res)
 	if ce := h.logger.Check(zap.DebugLevel, "postback"); ce != nil {
 		ce.Write(zap.String("webhook", webhook.Name), zap.String("endpoint", ep.Segment()), zap.String("request_id", requestID), zap.Int("calls", len(res.Calls)), zap.Int("status", status))
 	}
-	return answer{webhook: webhook.Name, status: status, body: out}
+	return answer{webhook: webhook.Name, status: status, body: out, replayed: replayed}
 }
 
 // serveCompleted schedules the named calls for draining (docs/operations.md#completion-and-dead-letters).
@@ -397,5 +426,6 @@ func errorAnswer(webhook string, e *postback.Error) answer {
 var (
 	_ caddy.Provisioner           = (*Handler)(nil)
 	_ caddy.Validator             = (*Handler)(nil)
+	_ caddy.CleanerUpper          = (*Handler)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
 )

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -124,31 +123,6 @@ func (h *Handler) limit(r *http.Request, w *postback.Webhook) *postback.Error {
 	e := postback.NewError(http.StatusTooManyRequests, "rate limit of "+wl.rate.String()+" exceeded for this webhook; retry after "+strconv.FormatInt(secs, 10)+"s")
 	e.RetryAfter = secs
 	return e
-}
-
-// throttledWarning logs a warning that would otherwise repeat on every
-// request at most once per interval, with the count of occurrences since
-// the last line.
-type throttledWarning struct {
-	interval time.Duration
-	mu       sync.Mutex
-	next     time.Time
-	count    int
-}
-
-func (t *throttledWarning) warn(logger *zap.Logger, msg string, fields ...zap.Field) {
-	now := time.Now()
-	t.mu.Lock()
-	t.count++
-	if now.Before(t.next) {
-		t.mu.Unlock()
-		return
-	}
-	count := t.count
-	t.count = 0
-	t.next = now.Add(t.interval)
-	t.mu.Unlock()
-	logger.Warn(msg, append(fields, zap.Int("count", count), zap.Duration("interval", t.interval))...)
 }
 
 // limiterFailures counts the decisions the rate limiter could not make

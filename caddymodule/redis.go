@@ -152,6 +152,7 @@ func (a *App) provisionRedis(repl *caddy.Replacer) error {
 	}
 	a.queue = redisqueue.New(client, prefix)
 	a.limiter = ratelimit.NewRedis(client, prefix)
+	a.redis, a.redisPrefix = client, prefix
 	// Say so at once if Redis cannot be reached, but start all the same:
 	// completed calls are served without it.
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

@@ -26,6 +26,11 @@ type input struct {
 	queryAdd    []Tag
 	queryRemove []string
 
+	// idempotency_key (docs/partner-api.md#safe-retries), top level only.
+	idemKey     rawValue
+	hasIdemKey  bool
+	idemKeyFrom string
+
 	ignored []string
 	errs    fieldErrors
 }
@@ -78,6 +83,16 @@ func (in *input) setPhone(v rawValue, from string) {
 	}
 }
 
+func (in *input) setIdempotencyKey(v rawValue, from string) {
+	if !in.hasIdemKey {
+		in.idemKey, in.hasIdemKey, in.idemKeyFrom = v, true, from
+		return
+	}
+	if !in.idemKey.sameAs(v) {
+		in.errs.add(paramIdempotencyKeyName, "given twice with different values ("+in.idemKeyFrom+" and "+from+")")
+	}
+}
+
 func (in *input) ignore(name string) {
 	for _, n := range in.ignored {
 		if n == name {
@@ -97,6 +112,7 @@ const (
 	paramAuth
 	paramFields
 	paramField
+	paramIdempotencyKey
 )
 
 func classify(name, authParam string) (param, field) {
@@ -107,6 +123,8 @@ func classify(name, authParam string) (param, field) {
 		return paramPhone, 0
 	case "fields":
 		return paramFields, 0
+	case paramIdempotencyKeyName:
+		return paramIdempotencyKey, 0
 	case authParam:
 		return paramAuth, 0
 	}

@@ -59,6 +59,9 @@ type Request struct {
 	Batch   bool
 	Update  Update
 	Ignored []string
+	// IdempotencyKey is the idempotency_key parameter, when given
+	// (docs/partner-api.md#safe-retries); IdempotencyKeyOf weighs it against the header.
+	IdempotencyKey string
 
 	// one backs CallLogIDs for a single id, saving an allocation.
 	one [1]string
@@ -142,6 +145,7 @@ func (p *Parser) validate(ep Endpoint, in *input) (*Request, *Error) {
 	}
 
 	p.validateFields(ep, in, &req.Update)
+	req.IdempotencyKey = validateIdempotencyKey(in)
 
 	if p.Strict {
 		for _, name := range in.ignored {

@@ -91,6 +91,9 @@ type worker struct {
 	errors   int64
 	statuses map[int]int
 	firstErr string
+	// keyPrefix, when set, starts a new Idempotency-Key for every request.
+	keyPrefix string
+	keysSent  int64
 }
 
 func main() {
@@ -112,6 +115,7 @@ func main() {
 		procs    = flag.Int("procs", 0, "GOMAXPROCS (0: leave the runtime's default)")
 		free     = flag.Int("free-ports", 0, "print `N` free loopback TCP ports and exit")
 		signWith = flag.String("sign-secret", "", "sign every request with this Standard Webhooks `secret` (whsec_...)")
+		idemKey  = flag.String("idempotency-key", "", "send a new Idempotency-Key on every request, starting with `prefix`")
 	)
 	flag.Parse()
 	if *free > 0 {
@@ -210,6 +214,9 @@ func main() {
 	var wg sync.WaitGroup
 	for i := range workers {
 		w := &worker{statuses: map[int]int{}, id: i, secret: signer}
+		if *idemKey != "" {
+			w.keyPrefix = *idemKey + "-" + strconv.Itoa(i) + "-"
+		}
 		workers[i] = w
 		wg.Add(1)
 		go func() {
@@ -263,6 +270,11 @@ func (w *worker) run(client *http.Client, method, target string, header http.Hea
 		req.Header = header // read-only: the client neither sets nor changes headers here
 		if w.secret != nil {
 			req.Header = w.sign(header, body)
+		}
+		if w.keyPrefix != "" {
+			w.keysSent++
+			req.Header = req.Header.Clone()
+			req.Header["Idempotency-Key"] = []string{w.keyPrefix + strconv.FormatInt(w.keysSent, 36)}
 		}
 		status := 0
 		msg := ""

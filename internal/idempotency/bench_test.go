@@ -1,0 +1,72 @@
+package idempotency_test
+
+import (
+	"context"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/callpostback/caddy-postback/internal/idempotency"
+	"github.com/callpostback/caddy-postback/internal/redistest"
+)
+
+// benchmarkNewKey is what a request with a key not seen before costs the
+// store: a claim, then a save of a one-call outcome.
+func benchmarkNewKey(b *testing.B, s idempotency.Store) {
+	ctx := context.Background()
+	rec := idempotency.Record{Fingerprint: "3f1c0d5e9a7b2c4d6e8f0a1b3c5d7e9f1a2b3c4d5e6f708192a3b4c5d6e7f80", Outcome: []byte(`[["abc-123","applied",""]]`), Final: true}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		k := idempotency.Key{Webhook: "bench", Key: "k-" + strconv.Itoa(i)}
+		if _, err := s.Claim(ctx, k, rec.Fingerprint, "token", 15*time.Second); err != nil {
+			b.Fatal(err)
+		}
+		if err := s.Save(ctx, k, "token", rec, time.Hour); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkMemoryNewKey(b *testing.B) {
+	benchmarkNewKey(b, idempotency.NewMemory(0))
+}
+
+func BenchmarkRedisNewKey(b *testing.B) {
+	srv := redistest.Start(b)
+	client := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	b.Cleanup(func() { client.Close() })
+	s := idempotency.NewRedis(client, "bench:")
+	defer s.Close()
+	benchmarkNewKey(b, s)
+}
+
+// BenchmarkRedisNewKeyParallel is the same under 32 concurrent requests,
+// whose scripts share pipelines.
+func BenchmarkRedisNewKeyParallel(b *testing.B) {
+	srv := redistest.Start(b)
+	client := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	b.Cleanup(func() { client.Close() })
+	s := idempotency.NewRedis(client, "bench:")
+	defer s.Close()
+	ctx := context.Background()
+	rec := idempotency.Record{Fingerprint: "fp", Outcome: []byte(`[["abc-123","applied",""]]`), Final: true}
+	var seq atomic.Int64
+	b.SetParallelism(16)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			k := idempotency.Key{Webhook: "bench", Key: "p-" + strconv.FormatInt(seq.Add(1), 36)}
+			if _, err := s.Claim(ctx, k, rec.Fingerprint, "token", 15*time.Second); err != nil {
+				b.Error(err)
+				return
+			}
+			if err := s.Save(ctx, k, "token", rec, time.Hour); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
