@@ -246,8 +246,18 @@ func (h *Handler) serve(r *http.Request, ep postback.Endpoint, requestID string)
 		}
 		return errorAnswer(webhook.Name, perr)
 	}
-	res := h.edge.Apply(r.Context(), webhook, requestID, req)
-	countCalls(webhook.Name, res)
+	dryRun, perr := postback.DryRunFromHeader(r.Header.Values(postback.DryRunHeader), req.DryRun)
+	if perr != nil {
+		return errorAnswer(webhook.Name, perr)
+	}
+	var res *postback.Result
+	if dryRun {
+		// Counted as a request, not as calls: nothing was updated.
+		res = h.edge.DryRun(r.Context(), webhook, requestID, req)
+	} else {
+		res = h.edge.Apply(r.Context(), webhook, requestID, req)
+		countCalls(webhook.Name, res)
+	}
 	out, status := postback.AppendResponse(make([]byte, 0, 256), res)
 	if ce := h.logger.Check(zap.DebugLevel, "postback"); ce != nil {
 		ce.Write(zap.String("webhook", webhook.Name), zap.String("endpoint", ep.Segment()), zap.String("request_id", requestID), zap.Int("calls", len(res.Calls)), zap.Int("status", status))
@@ -257,9 +267,15 @@ func (h *Handler) serve(r *http.Request, ep postback.Endpoint, requestID string)
 
 // serveCompleted schedules the named calls for draining (docs/operations.md#completion-and-dead-letters).
 func (h *Handler) serveCompleted(r *http.Request, webhook *postback.Webhook, body []byte, kind postback.BodyKind) answer {
-	ids, perr := h.parser.ParseCompleted(r.URL.RawQuery, body, kind)
+	ids, dryRun, perr := h.parser.ParseCompletedDryRun(r.URL.RawQuery, body, kind)
+	if perr == nil {
+		dryRun, perr = postback.DryRunFromHeader(r.Header.Values(postback.DryRunHeader), dryRun)
+	}
 	if perr != nil {
 		return errorAnswer(webhook.Name, perr)
+	}
+	if dryRun {
+		return h.previewCompleted(r, webhook, ids)
 	}
 	scheduled := make([]string, 0, len(ids))
 	now := time.Now()
@@ -276,6 +292,23 @@ func (h *Handler) serveCompleted(r *http.Request, webhook *postback.Webhook, bod
 		h.app.drainer.Wake()
 	}
 	return answer{webhook: webhook.Name, status: http.StatusAccepted, body: postback.AppendScheduled(nil, scheduled)}
+}
+
+// previewCompleted answers a dry run of call-completed: the calls that
+// would be scheduled, read from the queue without waking any
+// (docs/partner-api.md#dry-run).
+func (h *Handler) previewCompleted(r *http.Request, webhook *postback.Webhook, ids []string) answer {
+	waiting := make([]string, 0, len(ids))
+	for _, id := range ids {
+		_, pending, err := h.app.queue.Head(r.Context(), id)
+		if err != nil {
+			return errorAnswer(webhook.Name, &postback.Error{Status: http.StatusServiceUnavailable, Code: "queue_unavailable", Message: "the queue is unavailable; send call-completed again"})
+		}
+		if pending {
+			waiting = append(waiting, id)
+		}
+	}
+	return answer{webhook: webhook.Name, status: http.StatusAccepted, body: postback.AppendScheduledDryRun(nil, waiting)}
 }
 
 // limit applies the webhook's rate limit before its body is read. When

@@ -147,6 +147,8 @@ func (p *Parser) readJSON(in *input, body string) *Error {
 		case paramPhone:
 			in.setPhone(jsonValue(v), "body")
 		case paramAuth:
+		case paramDryRun:
+			in.setDryRun(jsonValue(v), "body")
 		case paramFields:
 			if !v.IsObject() {
 				in.errs.add("fields", "must be an object of fields")

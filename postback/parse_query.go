@@ -47,6 +47,9 @@ func (p *Parser) readQuery(in *input, raw, from string) *Error {
 			continue
 		case p.AuthParam:
 			continue
+		case "dry_run":
+			in.setDryRun(queryValue(value), from)
+			continue
 		case "add", "fields[add]":
 			in.errs.add("add", "send tags as add[key]=value")
 			continue
