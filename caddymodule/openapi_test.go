@@ -13,6 +13,9 @@ import (
 	"github.com/pb33f/libopenapi"
 	validator "github.com/pb33f/libopenapi-validator"
 	"github.com/pb33f/libopenapi-validator/config"
+	"github.com/pb33f/libopenapi-validator/schema_validation"
+	v3 "github.com/pb33f/libopenapi/datamodel/high/v3"
+	"github.com/pb33f/libopenapi/orderedmap"
 	"github.com/tidwall/gjson"
 )
 
@@ -213,5 +216,54 @@ func TestOpenAPIContractCatchesDrift(t *testing.T) {
 				t.Fatalf("the changed document passed %s %s → %d %s", tt.method, tt.url, resp.StatusCode, answer)
 			}
 		})
+	}
+}
+
+// Every example of docs/openapi.yaml, of a request body or an answer, is
+// valid by the schema it illustrates.
+func TestOpenAPIExamplesMatchTheirSchemas(t *testing.T) {
+	doc, err := os.ReadFile("../docs/openapi.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := libopenapi.NewDocument(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	model, err := d.BuildV3Model()
+	if err != nil {
+		t.Fatal(err)
+	}
+	schemas := schema_validation.NewSchemaValidator()
+	checked := 0
+	checkContent := func(where string, content *orderedmap.Map[string, *v3.MediaType]) {
+		for mediaType, mt := range content.FromOldest() {
+			for name, ex := range mt.Examples.FromOldest() {
+				var value any
+				if err := ex.Value.Decode(&value); err != nil {
+					t.Fatalf("%s %s example %s: %v", where, mediaType, name, err)
+				}
+				if ok, errs := schemas.ValidateSchemaObject(mt.Schema.Schema(), value); !ok {
+					for _, e := range errs {
+						t.Errorf("%s %s example %s: %v", where, mediaType, name, e)
+					}
+				}
+				checked++
+			}
+		}
+	}
+	for path, item := range model.Model.Paths.PathItems.FromOldest() {
+		for method, op := range item.GetOperations().FromOldest() {
+			where := method + " " + path
+			if op.RequestBody != nil {
+				checkContent(where+" request", op.RequestBody.Content)
+			}
+			for code, resp := range op.Responses.Codes.FromOldest() {
+				checkContent(where+" "+code, resp.Content)
+			}
+		}
+	}
+	if checked < 20 {
+		t.Fatalf("checked %d examples; the walk no longer finds them", checked)
 	}
 }
