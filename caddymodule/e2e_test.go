@@ -12,7 +12,7 @@ import (
 
 const jsonType = "application/json"
 
-// The examples of the two release notes (../shared/seeds/), verbatim.
+// The examples of the two release notes this product implements, verbatim.
 func TestReleaseNoteExamples(t *testing.T) {
 	store := newScriptedStore(t)
 	store.set("ghi-789", "gone")

@@ -295,8 +295,21 @@ func (h *Handler) serve(r *http.Request, ep postback.Endpoint, requestID string)
 		}
 		return errorAnswer(webhook.Name, perr)
 	}
-	res, replayed, perr := h.applyPostback(r, webhook, requestID, ep, req, adm.auth.MessageID)
+	dryRun, perr := postback.DryRunFromHeader(r.Header.Values(postback.DryRunHeader), req.DryRun)
 	if perr != nil {
+		return errorAnswer(webhook.Name, perr)
+	}
+	var res *postback.Result
+	var replayed bool
+	if dryRun {
+		// A dry run neither reads nor writes the idempotency store, but a
+		// key it carries is checked as the real request's would be.
+		if _, perr := postback.IdempotencyKeyOf(r.Header.Values(postback.HeaderIdempotencyKey), req, adm.auth.MessageID); perr != nil {
+			return errorAnswer(webhook.Name, perr)
+		}
+		// Counted as a request, not as calls: nothing was updated.
+		res = h.edge.DryRun(traceContext(r), webhook, requestID, req)
+	} else if res, replayed, perr = h.applyPostback(r, webhook, requestID, ep, req, adm.auth.MessageID); perr != nil {
 		return errorAnswer(webhook.Name, perr)
 	}
 	out, status := postback.AppendResponse(make([]byte, 0, 256), res)
@@ -308,9 +321,15 @@ func (h *Handler) serve(r *http.Request, ep postback.Endpoint, requestID string)
 
 // serveCompleted schedules the named calls for draining (docs/operations.md#completion-and-dead-letters).
 func (h *Handler) serveCompleted(r *http.Request, webhook *postback.Webhook, body []byte, kind postback.BodyKind) answer {
-	ids, perr := h.parser.ParseCompleted(r.URL.RawQuery, body, kind)
+	ids, dryRun, perr := h.parser.ParseCompletedDryRun(r.URL.RawQuery, body, kind)
+	if perr == nil {
+		dryRun, perr = postback.DryRunFromHeader(r.Header.Values(postback.DryRunHeader), dryRun)
+	}
 	if perr != nil {
 		return errorAnswer(webhook.Name, perr)
+	}
+	if dryRun {
+		return h.previewCompleted(r, webhook, ids)
 	}
 	scheduled := make([]string, 0, len(ids))
 	now := time.Now()
@@ -327,6 +346,23 @@ func (h *Handler) serveCompleted(r *http.Request, webhook *postback.Webhook, bod
 		h.app.drainer.Wake()
 	}
 	return answer{webhook: webhook.Name, status: http.StatusAccepted, body: postback.AppendScheduled(nil, scheduled)}
+}
+
+// previewCompleted answers a dry run of call-completed: the calls that
+// would be scheduled, read from the queue without waking any
+// (docs/partner-api.md#dry-run).
+func (h *Handler) previewCompleted(r *http.Request, webhook *postback.Webhook, ids []string) answer {
+	waiting := make([]string, 0, len(ids))
+	for _, id := range ids {
+		_, pending, err := h.app.queue.Head(r.Context(), id)
+		if err != nil {
+			return errorAnswer(webhook.Name, &postback.Error{Status: http.StatusServiceUnavailable, Code: "queue_unavailable", Message: "the queue is unavailable; send call-completed again"})
+		}
+		if pending {
+			waiting = append(waiting, id)
+		}
+	}
+	return answer{webhook: webhook.Name, status: http.StatusAccepted, body: postback.AppendScheduledDryRun(nil, waiting)}
 }
 
 // authKey reads the key from the auth parameter or a bearer token.

@@ -58,7 +58,8 @@ type scriptedStore struct {
 	accounts map[string]string // call → account; other accounts get 404
 	phones   map[string]string // E.164 → call
 	patches  []patchRecord
-	hits     map[string]int
+	hits     map[string]int // PATCHes per call
+	lookups  int            // GET /v1/calls/{id}
 	inFlight atomic.Int32
 	peak     atomic.Int32
 	delay    time.Duration
@@ -102,6 +103,10 @@ func (s *scriptedStore) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id, ok := strings.CutPrefix(r.URL.EscapedPath(), "/v1/calls/")
+	if r.Method == http.MethodGet && ok {
+		s.serveLookup(w, r, id)
+		return
+	}
 	if r.Method != http.MethodPatch || !ok {
 		http.Error(w, `{"error":"no route"}`, http.StatusNotFound)
 		return
@@ -150,6 +155,39 @@ func (s *scriptedStore) serve(w http.ResponseWriter, r *http.Request) {
 	default:
 		w.WriteHeader(http.StatusNoContent)
 	}
+}
+
+// serveLookup answers GET /v1/calls/{id} (docs/operations.md#looking-up-a-call) from the
+// call's scripted state: "live", "gone" (404), else completed.
+func (s *scriptedStore) serveLookup(w http.ResponseWriter, r *http.Request, id string) {
+	s.mu.Lock()
+	state := s.state[id]
+	s.lookups++
+	if acct, scoped := s.accounts[id]; scoped && acct != r.Header.Get("X-Account-Id") {
+		state = "gone"
+	}
+	s.mu.Unlock()
+	switch state {
+	case "gone":
+		w.WriteHeader(http.StatusNotFound)
+		io.WriteString(w, `{"error":"call not found"}`)
+	case "live":
+		fmt.Fprintf(w, `{"call_log_id":%q,"state":"live"}`, id)
+	default:
+		fmt.Fprintf(w, `{"call_log_id":%q,"state":"completed"}`, id)
+	}
+}
+
+// patchesSent counts the PATCH requests the store received, whatever it
+// answered.
+func (s *scriptedStore) patchesSent() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, h := range s.hits {
+		n += h
+	}
+	return n
 }
 
 // applied lists the PATCH bodies the store applied for id, oldest first.
@@ -242,6 +280,9 @@ func startEdge(t *testing.T, config string) *caddytest.Tester {
 	if t.Failed() || t.Skipped() {
 		t.Fatal("Caddy did not take the config")
 	}
+	// Every exchange with a partner endpoint is checked against the
+	// document partners read (docs/openapi.yaml).
+	tester.Client.Transport = &checkedTransport{t: t, contract: docsContract(t), next: tester.Client.Transport}
 	return tester
 }
 

@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -86,9 +87,7 @@ func (h *Handler) applyPostback(r *http.Request, webhook *postback.Webhook, requ
 	if perr != nil {
 		return nil, false, perr
 	}
-	// The call-store requests carry the postback's trace context
-	// (docs/operations.md#call-store-transport).
-	ctx := postback.WithTrace(callStoreContext(r.Context()), r.Header.Get("Traceparent"), r.Header.Get("Tracestate"))
+	ctx := traceContext(r)
 	if key == "" {
 		res := h.edge.Apply(ctx, webhook, requestID, req)
 		countCalls(webhook.Name, res)
@@ -116,4 +115,10 @@ func (h *Handler) applyPostback(r *http.Request, webhook *postback.Webhook, requ
 		countCalls(webhook.Name, out.Result)
 	}
 	return out.Result, out.Replayed, nil
+}
+
+// traceContext is the context of a postback's call-store requests: it
+// carries the postback's trace context (docs/operations.md#call-store-transport).
+func traceContext(r *http.Request) context.Context {
+	return postback.WithTrace(callStoreContext(r.Context()), r.Header.Get("Traceparent"), r.Header.Get("Tracestate"))
 }

@@ -30,20 +30,21 @@ var (
 	answerBlock = regexp.MustCompile("(?s)\\AAnswer \\(`(\\d{3})`\\):\\s*```json\n(.*?)```")
 )
 
-// readmeWalkthrough reads every curl command of the README with its answer.
-func readmeWalkthrough(t *testing.T) []walkthroughStep {
+// walkthrough reads every curl command of a Markdown file of the
+// repository with the answer shown after it.
+func walkthrough(t *testing.T, file string) []walkthroughStep {
 	t.Helper()
-	data, err := os.ReadFile("../README.md")
+	data, err := os.ReadFile("../" + file)
 	if err != nil {
 		t.Fatal(err)
 	}
-	readme := string(data)
+	text := string(data)
 	var steps []walkthroughStep
-	for _, loc := range shellBlock.FindAllStringSubmatchIndex(readme, -1) {
-		step := parseCurl(t, readme[loc[2]:loc[3]])
-		m := answerBlock.FindStringSubmatch(strings.TrimSpace(readme[loc[1]:]))
+	for _, loc := range shellBlock.FindAllStringSubmatchIndex(text, -1) {
+		step := parseCurl(t, text[loc[2]:loc[3]])
+		m := answerBlock.FindStringSubmatch(strings.TrimSpace(text[loc[1]:]))
 		if m == nil {
-			t.Fatalf("README: no `Answer (`NNN`):` block after %s %s", step.method, step.url)
+			t.Fatalf("%s: no `Answer (`NNN`):` block after %s %s", file, step.method, step.url)
 		}
 		step.status, _ = strconv.Atoi(m[1])
 		step.answer = m[2]
@@ -141,14 +142,31 @@ func startExample(t *testing.T, adjust func(string) string) *caddytest.Tester {
 // The README's walkthrough, run as written against Caddyfile.example
 // (issue: two commands on a fresh machine).
 func TestREADMEWalkthrough(t *testing.T) {
+	replayWalkthrough(t, "README.md", 5)
+}
+
+// Every example of the docs, run as written against Caddyfile.example,
+// each page from a fresh start, as it says.
+func TestDocsWalkthrough(t *testing.T) {
+	for _, page := range []struct {
+		file string
+		min  int
+	}{{"docs/partner-api.md", 15}, {"docs/operations.md", 1}} {
+		t.Run(page.file, func(t *testing.T) { replayWalkthrough(t, page.file, page.min) })
+	}
+}
+
+// replayWalkthrough runs the examples of file in order and compares each
+// answer with the one shown.
+func replayWalkthrough(t *testing.T, file string, min int) {
 	tester := startExample(t, func(config string) string { return config })
 
-	steps := readmeWalkthrough(t)
-	if len(steps) < 10 {
-		t.Fatalf("found %d walkthrough steps in the README", len(steps))
+	steps := walkthrough(t, file)
+	if len(steps) < min {
+		t.Fatalf("found %d examples in %s, want at least %d", len(steps), file, min)
 	}
 	for i, s := range steps {
-		name := fmt.Sprintf("%02d %s %s", i+1, s.method, s.url)
+		name := fmt.Sprintf("%s %02d %s %s", file, i+1, s.method, s.url)
 		// The drain after call-completed is asynchronous: a read of the call
 		// store may be tried again for a moment.
 		deadline := time.Now().Add(3 * time.Second)
@@ -158,7 +176,7 @@ func TestREADMEWalkthrough(t *testing.T) {
 				break
 			}
 			if s.method != "GET" || !strings.Contains(s.url, ":9090/") || time.Now().After(deadline) {
-				t.Fatalf("%s:\nstatus %d, README says %d\nbody   %s\nREADME %s", name, status, s.status, body, s.answer)
+				t.Fatalf("%s:\nstatus %d, the page says %d\nbody   %s\npage   %s", name, status, s.status, body, s.answer)
 			}
 			time.Sleep(50 * time.Millisecond)
 		}

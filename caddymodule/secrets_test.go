@@ -25,7 +25,7 @@ func TestNoKeyInAnyLog(t *testing.T) {
 	})
 
 	// The walkthrough, then keys in every other place a partner may put one.
-	for _, s := range readmeWalkthrough(t) {
+	for _, s := range append(walkthrough(t, "README.md"), walkthrough(t, "docs/partner-api.md")...) {
 		doStep(t, tester.Client, s)
 	}
 	wrong := "wrong-key-9f8e7d"

@@ -126,6 +126,18 @@ func TestSignedPostbacks(t *testing.T) {
 			t.Fatalf("status %d: %s", status, out)
 		}
 	})
+	t.Run("partner-api#signed-postbacks the same signed request sent twice is applied once", func(t *testing.T) {
+		body := `{"call_log_id":"sig-twice","revenue_paid_out":"10.00"}`
+		h := signedHeaders(signedSecretNew, "msg_twice", now, body)
+		firstStatus, first := do(t, tester.Client, "POST", url, body, h)
+		status, again := do(t, tester.Client, "POST", url, body, h)
+		if firstStatus != 200 || status != 200 || again != first {
+			t.Fatalf("first %d %s, again %d %s", firstStatus, first, status, again)
+		}
+		if got := store.applied("sig-twice"); len(got) != 1 {
+			t.Fatalf("partner-api#safe-retries webhook-id is the idempotency key: applied %v, want once", got)
+		}
+	})
 	t.Run("partner-api#signed-postbacks the webhook's older secret still signs until it is removed", func(t *testing.T) {
 		body := `{"call_log_id":"sig-old","converted":true}`
 		if status, out := do(t, tester.Client, "POST", url, body, signedHeaders(signedSecretOld, "msg_old", now, body)); status != 200 {

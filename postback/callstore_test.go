@@ -215,6 +215,20 @@ func (s *storeDouble) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		default:
 			w.WriteHeader(http.StatusNoContent)
 		}
+	case r.Method == http.MethodGet && strings.HasPrefix(rawPath, "/v1/calls/"):
+		s.mu.Lock()
+		c := s.calls[id]
+		found := c != nil && (c.account == "" || c.account == account)
+		var b []byte
+		if found {
+			b, _ = json.Marshal(map[string]string{"call_log_id": id, "state": c.state})
+		}
+		s.mu.Unlock()
+		if !found {
+			answer(w, http.StatusNotFound, `{"error":"call not found"}`)
+			return
+		}
+		answer(w, http.StatusOK, string(b))
 	case r.Method == http.MethodGet && rawPath == "/v1/calls":
 		q := r.URL.Query()
 		limit, _ := strconv.Atoi(q.Get("limit"))

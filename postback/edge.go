@@ -36,6 +36,10 @@ type CallResult struct {
 type Result struct {
 	Calls   []CallResult
 	Ignored []string
+	// DryRun marks the answer of a dry run, which carries Patch, the body
+	// a real request would send (docs/partner-api.md#dry-run).
+	DryRun bool
+	Patch  []byte
 }
 
 // Apply updates every call of req on behalf of webhook w. It never fails

@@ -60,7 +60,7 @@ var (
 // ---------------------------------------------------------------------------
 // Seeds
 
-// fuzzReleaseNoteBodies are the JSON bodies of ../shared/seeds/, verbatim
+// fuzzReleaseNoteBodies are the JSON bodies of the release notes, verbatim
 // (indentation included), plus docs/operations.md#updating-a-call shape.
 var fuzzReleaseNoteBodies = []string{
 	"{\n  \"call_log_id\": \"abc-123\",\n  \"converted\": true,\n  \"revenue_paid_out\": 25.50\n}",

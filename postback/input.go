@@ -17,6 +17,11 @@ type input struct {
 	hasPhone  bool
 	phoneFrom string
 
+	// dry_run, where first given (docs/partner-api.md#dry-run).
+	dryRun     rawValue
+	hasDryRun  bool
+	dryRunFrom string
+
 	set    fieldSet
 	values [numFields]rawValue
 	names  [numFields]string // the name a field was given as (reason or disposition)
@@ -93,6 +98,19 @@ func (in *input) setIdempotencyKey(v rawValue, from string) {
 	}
 }
 
+func (in *input) setDryRun(v rawValue, from string) {
+	if !in.hasDryRun {
+		in.dryRun, in.hasDryRun, in.dryRunFrom = v, true, from
+		return
+	}
+	// As flags: dry_run=1 in the query and "dry_run": true agree.
+	first, ok1 := parseFlag(in.dryRun)
+	second, ok2 := parseFlag(v)
+	if !ok1 || !ok2 || first != second {
+		in.errs.add("dry_run", "given twice with different values ("+in.dryRunFrom+" and "+from+")")
+	}
+}
+
 func (in *input) ignore(name string) {
 	for _, n := range in.ignored {
 		if n == name {
@@ -113,6 +131,7 @@ const (
 	paramFields
 	paramField
 	paramIdempotencyKey
+	paramDryRun
 )
 
 func classify(name, authParam string) (param, field) {
@@ -125,6 +144,8 @@ func classify(name, authParam string) (param, field) {
 		return paramFields, 0
 	case paramIdempotencyKeyName:
 		return paramIdempotencyKey, 0
+	case "dry_run":
+		return paramDryRun, 0
 	case authParam:
 		return paramAuth, 0
 	}

@@ -62,6 +62,8 @@ type Request struct {
 	// IdempotencyKey is the idempotency_key parameter, when given
 	// (docs/partner-api.md#safe-retries); IdempotencyKeyOf weighs it against the header.
 	IdempotencyKey string
+	// DryRun asks what the postback would do, writing nothing (docs/partner-api.md#dry-run).
+	DryRun bool
 
 	// one backs CallLogIDs for a single id, saving an allocation.
 	one [1]string
@@ -109,18 +111,26 @@ func (p *Parser) read(in *input, query string, body []byte, kind BodyKind) *Erro
 // ParseCompleted reads the call ids of a call-completed notification
 // (docs/operations.md#completion-and-dead-letters): call_log_id as a string or an array, from any source.
 func (p *Parser) ParseCompleted(query string, body []byte, kind BodyKind) ([]string, *Error) {
+	ids, _, err := p.ParseCompletedDryRun(query, body, kind)
+	return ids, err
+}
+
+// ParseCompletedDryRun is ParseCompleted that also reports whether the
+// notification asked for a dry run (docs/partner-api.md#dry-run).
+func (p *Parser) ParseCompletedDryRun(query string, body []byte, kind BodyKind) ([]string, bool, *Error) {
 	var in input
 	if err := p.read(&in, query, body, kind); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	ids := p.validateIDs(&in, nil)
 	if !in.idErrs && in.idsFrom == "" {
 		in.errs.add("call_log_id", "is required")
 	}
+	dryRun := validateDryRun(&in)
 	if err := in.errs.err(); err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	return ids, nil
+	return ids, dryRun, nil
 }
 
 func (p *Parser) validate(ep Endpoint, in *input) (*Request, *Error) {
@@ -146,6 +156,7 @@ func (p *Parser) validate(ep Endpoint, in *input) (*Request, *Error) {
 
 	p.validateFields(ep, in, &req.Update)
 	req.IdempotencyKey = validateIdempotencyKey(in)
+	req.DryRun = validateDryRun(in)
 
 	if p.Strict {
 		for _, name := range in.ignored {

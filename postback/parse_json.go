@@ -149,6 +149,8 @@ func (p *Parser) readJSON(in *input, body string) *Error {
 		case paramAuth:
 		case paramIdempotencyKey:
 			in.setIdempotencyKey(jsonValue(v), "body")
+		case paramDryRun:
+			in.setDryRun(jsonValue(v), "body")
 		case paramFields:
 			if !v.IsObject() {
 				in.errs.add("fields", "must be an object of fields")

@@ -50,6 +50,9 @@ func (p *Parser) readQuery(in *input, raw, from string) *Error {
 		case paramIdempotencyKeyName:
 			in.setIdempotencyKey(queryValue(value), from)
 			continue
+		case "dry_run":
+			in.setDryRun(queryValue(value), from)
+			continue
 		case "add", "fields[add]":
 			in.errs.add("add", "send tags as add[key]=value")
 			continue

@@ -13,7 +13,11 @@ func AppendResponse(dst []byte, r *Result) ([]byte, int) {
 			failed++
 		}
 	}
-	dst = append(dst, `{"call_log_ids":`...)
+	if r.DryRun {
+		dst = append(dst, `{"dry_run":true,"call_log_ids":`...)
+	} else {
+		dst = append(dst, `{"call_log_ids":`...)
+	}
 	dst = appendIDs(dst, r.Calls, func(c Class) bool { return !c.Failed() })
 	dst = append(dst, `,"failed_call_log_ids":`...)
 	dst = appendIDs(dst, r.Calls, Class.Failed)
@@ -43,6 +47,10 @@ func AppendResponse(dst []byte, r *Result) ([]byte, int) {
 	if len(r.Ignored) > 0 {
 		dst = append(dst, `,"ignored":`...)
 		dst = appendStrings(dst, r.Ignored)
+	}
+	if r.DryRun {
+		dst = append(dst, `,"patch":`...)
+		dst = append(dst, r.Patch...)
 	}
 	dst = append(dst, '}')
 	return dst, resultStatus(r, &counts, failed)
@@ -107,6 +115,14 @@ func AppendError(dst []byte, e *Error) []byte {
 // AppendScheduled appends the answer to call-completed (docs/operations.md#completion-and-dead-letters).
 func AppendScheduled(dst []byte, ids []string) []byte {
 	dst = append(dst, `{"call_log_ids":`...)
+	dst = appendStrings(dst, ids)
+	return append(dst, '}')
+}
+
+// AppendScheduledDryRun appends the answer to a dry run of call-completed:
+// the calls that would be scheduled (docs/partner-api.md#dry-run).
+func AppendScheduledDryRun(dst []byte, ids []string) []byte {
+	dst = append(dst, `{"dry_run":true,"call_log_ids":`...)
 	dst = appendStrings(dst, ids)
 	return append(dst, '}')
 }
