@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/callpostback/caddy-postback/internal/queue"
 )
 
 // The due index (a sorted set of call IDs scored by next check) and the dead
@@ -42,6 +44,25 @@ import (
 func (q *Queue) index(ctx context.Context, callLogID string, at time.Time) error {
 	if err := q.client.ZAddNX(ctx, q.dueKey, redis.Z{Score: score(at), Member: callLogID}).Err(); err != nil {
 		return fmt.Errorf("redisqueue: index call: %w", err)
+	}
+	return nil
+}
+
+// indexAll adds the calls of entries to the due index, each unless it is
+// there already, in one command.
+func (q *Queue) indexAll(ctx context.Context, entries []*queue.Entry, at time.Time) error {
+	if len(entries) == 0 {
+		return nil
+	}
+	if len(entries) == 1 {
+		return q.index(ctx, entries[0].CallLogID, at)
+	}
+	members := make([]redis.Z, len(entries))
+	for i, e := range entries {
+		members[i] = redis.Z{Score: score(at), Member: e.CallLogID}
+	}
+	if err := q.client.ZAddNX(ctx, q.dueKey, members...).Err(); err != nil {
+		return fmt.Errorf("redisqueue: index calls: %w", err)
 	}
 	return nil
 }

@@ -54,28 +54,75 @@ func New(client redis.UniversalClient, prefix string) *Queue {
 }
 
 func (q *Queue) Append(ctx context.Context, e *queue.Entry, ifPending bool, due time.Time) (bool, error) {
-	if !ifPending {
-		if err := q.index(ctx, e.CallLogID, due); err != nil {
-			return false, fmt.Errorf("redisqueue: append to call %q: %w", e.CallLogID, err)
+	r := q.AppendAll(ctx, []*queue.Entry{e}, queue.AppendOptions{IfPending: ifPending, Due: due})[0]
+	return r.Appended, r.Err
+}
+
+// AppendAll runs the append script of every entry in one pipeline; on
+// Cluster, go-redis sends one pipeline per node.
+func (q *Queue) AppendAll(ctx context.Context, entries []*queue.Entry, opts queue.AppendOptions) []queue.AppendResult {
+	results := make([]queue.AppendResult, len(entries))
+	if len(entries) == 0 {
+		return results
+	}
+	if !opts.IfPending {
+		// Rule 1 of index.go: indexed before the entry is stored.
+		if err := q.indexAll(ctx, entries, opts.Due); err != nil {
+			for i, e := range entries {
+				results[i].Err = fmt.Errorf("redisqueue: append to call %q: %w", e.CallLogID, err)
+			}
+			return results
 		}
 	}
-	keys := q.keysOf(e.CallLogID)
 	onlyBehind := "0"
-	if ifPending {
+	if opts.IfPending {
 		onlyBehind = "1"
 	}
-	id, err := appendScript.Run(ctx, q.client, []string{keys.list, keys.meta}, onlyBehind, entryTail(e)).Text()
-	if errors.Is(err, redis.Nil) {
-		return false, nil
+	cmds := runPipelined(ctx, q.client, appendScript, len(entries), func(i int) ([]string, []any) {
+		e := entries[i]
+		keys := q.keysOf(e.CallLogID)
+		return []string{keys.list, keys.meta}, []any{onlyBehind, entryTail(e), e.UpdateID, opts.MaxPending}
+	})
+	var appended []*queue.Entry
+	for i, cmd := range cmds {
+		e := entries[i]
+		reply, err := cmd.Result()
+		switch v := reply.(type) {
+		case nil:
+			if err != nil && !errors.Is(err, redis.Nil) {
+				results[i].Err = fmt.Errorf("redisqueue: append to call %q: %w", e.CallLogID, err)
+			}
+		case string:
+			e.ID = v
+			results[i].Appended = true
+			appended = append(appended, e)
+		case int64:
+			if v == -1 {
+				results[i].Err = queue.ErrTooManyPending
+			} else {
+				results[i].Err = fmt.Errorf("redisqueue: append to call %q: %w", e.CallLogID, errSettled)
+			}
+		default:
+			results[i].Err = fmt.Errorf("redisqueue: append to call %q: unexpected reply %v", e.CallLogID, reply)
+		}
 	}
+	// The entries are stored, so the appends succeeded even if this fails:
+	// the calls are indexed already (index.go, rule 1).
+	_ = q.indexAll(ctx, appended, opts.Due)
+	return results
+}
+
+// errSettled is the answer to an append that Settle already declared not
+// stored: its caller has given up on it.
+var errSettled = errors.New("the update was declared not stored after an append without answer")
+
+func (q *Queue) Settle(ctx context.Context, callLogID, updateID string) (bool, error) {
+	keys := q.keysOf(callLogID)
+	stored, err := settleScript.Run(ctx, q.client, []string{keys.list, keys.dead, keys.meta}, updateID, counterRetention.Milliseconds()).Int()
 	if err != nil {
-		return false, fmt.Errorf("redisqueue: append to call %q: %w", e.CallLogID, err)
+		return false, fmt.Errorf("redisqueue: settle an append to call %q: %w", callLogID, err)
 	}
-	e.ID = id
-	// The entry is stored, so the append succeeded even if this fails: the
-	// call is indexed already (index.go, rule 1).
-	_ = q.index(ctx, e.CallLogID, due)
-	return true, nil
+	return stored == 1, nil
 }
 
 func (q *Queue) Wake(ctx context.Context, callLogID string, now time.Time) (bool, error) {
@@ -217,7 +264,7 @@ func (q *Queue) Head(ctx context.Context, callLogID string) (queue.Entry, bool, 
 func (q *Queue) Ack(ctx context.Context, callLogID, owner, id string) error {
 	keys := q.keysOf(callLogID)
 	waiting, err := ackScript.Run(ctx, q.client, []string{keys.lease, keys.list, keys.dead, keys.meta},
-		owner, headPrefix(id), counterRetention.Milliseconds()).Int()
+		owner, headPrefix(id), counterRetention.Milliseconds(), id).Int()
 	if err != nil {
 		return fmt.Errorf("redisqueue: ack call %q: %w", callLogID, err)
 	}
@@ -237,8 +284,8 @@ func (q *Queue) Bury(ctx context.Context, callLogID, owner, id, reason string, a
 		return fmt.Errorf("redisqueue: bury in call %q: %w", callLogID, err)
 	}
 	keys := q.keysOf(callLogID)
-	waiting, err := buryScript.Run(ctx, q.client, []string{keys.lease, keys.list, keys.dead},
-		owner, headPrefix(id), deadInfo(reason, at)).Int()
+	waiting, err := buryScript.Run(ctx, q.client, []string{keys.lease, keys.list, keys.dead, keys.meta},
+		owner, headPrefix(id), deadInfo(reason, at), id).Int()
 	if err != nil {
 		return fmt.Errorf("redisqueue: bury in call %q: %w", callLogID, err)
 	}
