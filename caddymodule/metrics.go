@@ -78,7 +78,7 @@ func countRequest(webhook string, ep postback.Endpoint, status int) {
 // countCalls records the outcome of each call of a postback, one label
 // look-up per outcome rather than per call.
 func countCalls(webhook string, res *postback.Result) {
-	var counts [postback.QueueUnavailable + 1]int
+	var counts [postback.TooManyPending + 1]int
 	for _, c := range res.Calls {
 		counts[c.Class]++
 	}
