@@ -1,8 +1,10 @@
 package caddymodule
 
 import (
+	"fmt"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -35,6 +37,7 @@ func init() {
 //		drain_interval <duration>
 //		max_age        <duration>
 //		lease_ttl      <duration>
+//		max_pending_per_call <n>
 //	}
 func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 	app := new(App)
@@ -50,6 +53,7 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
+	var leaseAt string
 	for d.NextBlock(0) {
 		switch d.Val() {
 		case "call_store":
@@ -105,7 +109,12 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 		case "lease_ttl":
+			leaseAt = fmt.Sprintf("%s:%d", d.File(), d.Line())
 			if err := parseDuration(d, &a.LeaseTTL); err != nil {
+				return err
+			}
+		case "max_pending_per_call":
+			if err := parsePositiveInt(d, &a.MaxPendingPerCall); err != nil {
 				return err
 			}
 		default:
@@ -114,6 +123,14 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	}
 	if a.CallStore == nil {
 		return d.Err("postback needs call_store <url>")
+	}
+	// Checked here too, so that `caddy adapt` fails on it, not only a load.
+	deadline := time.Duration(a.CallStore.Deadline)
+	if deadline <= 0 {
+		deadline = DefaultDeadline
+	}
+	if a.LeaseTTL > 0 && time.Duration(a.LeaseTTL) < leaseFactor*deadline {
+		return fmt.Errorf("%w, at %s", leaseTooShort(time.Duration(a.LeaseTTL), deadline), leaseAt)
 	}
 	return nil
 }

@@ -278,6 +278,9 @@ func (m *Memory) Stats(context.Context) (Stats, error) {
 	for _, c := range m.calls {
 		s.PendingCalls++
 		s.PendingEntries += len(c.entries)
+		if at := c.entries[0].AcceptedAt; s.OldestPending.IsZero() || at.Before(s.OldestPending) {
+			s.OldestPending = at
+		}
 	}
 	for _, d := range m.dead {
 		s.DeadCalls++

@@ -53,6 +53,9 @@ type Stats struct {
 	PendingEntries int `json:"pending_entries"`
 	DeadCalls      int `json:"dead_calls"`
 	DeadEntries    int `json:"dead_entries"`
+	// OldestPending is when the oldest update still waiting was accepted;
+	// zero when none waits.
+	OldestPending time.Time `json:"oldest_pending_at,omitzero"`
 }
 
 // ErrTooManyPending is returned by AppendAll for an entry whose call

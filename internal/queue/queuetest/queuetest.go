@@ -176,7 +176,11 @@ func Run(t *testing.T, newQueue func(t *testing.T) queue.Queue) {
 			t.Fatalf("dead = %+v, %v", dead, err)
 		}
 		st, err := q.Stats(ctx)
-		if err != nil || st != (queue.Stats{PendingCalls: 1, PendingEntries: 1, DeadCalls: 1, DeadEntries: 1}) {
+		if err != nil || !st.OldestPending.Equal(now) {
+			t.Fatalf("oldest pending = %v, %v; want %v", st.OldestPending, err, now)
+		}
+		st.OldestPending = time.Time{}
+		if st != (queue.Stats{PendingCalls: 1, PendingEntries: 1, DeadCalls: 1, DeadEntries: 1}) {
 			t.Fatalf("stats = %+v, %v", st, err)
 		}
 		n, err := q.Requeue(ctx, "c1", now)
@@ -202,7 +206,7 @@ func Run(t *testing.T, newQueue func(t *testing.T) queue.Queue) {
 		if due, _ := q.Due(ctx, now.Add(time.Hour), 10); len(due) != 0 {
 			t.Fatalf("empty call still due: %v", due)
 		}
-		if st, _ := q.Stats(ctx); st.PendingCalls != 0 || st.PendingEntries != 0 {
+		if st, _ := q.Stats(ctx); st.PendingCalls != 0 || st.PendingEntries != 0 || !st.OldestPending.IsZero() {
 			t.Fatalf("stats after drain = %+v", st)
 		}
 		if pending, _ := q.Wake(ctx, "c1", now); pending {
