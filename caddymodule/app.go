@@ -285,7 +285,20 @@ func (a *App) edge() *postback.Edge {
 		UpstreamLimit:   a.upstream,
 		MaxPending:      a.MaxPendingPerCall,
 		OrderingSkipped: a.orderingSkipped,
+		QueueTimeout:    a.queueTimeout(),
 	}
+}
+
+// queueTimeout is the Redis client's command timeout; 0 for the memory
+// queue, which answers at once.
+func (a *App) queueTimeout() time.Duration {
+	if a.Redis == nil {
+		return 0
+	}
+	if a.Redis.Timeout > 0 {
+		return time.Duration(a.Redis.Timeout)
+	}
+	return defaultRedisTimeout
 }
 
 // Interface guards

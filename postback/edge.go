@@ -33,7 +33,11 @@ type Edge struct {
 	// without the ordering check because the queue could not answer
 	// (operations#when-redis-is-down).
 	OrderingSkipped func(callLogID string, err error)
-	Now             func() time.Time
+	// QueueTimeout is how long the queue client waits for one command, 0
+	// when the queue answers at once (memory); an ordering check not
+	// answered within two of them (the client retries once) is given up.
+	QueueTimeout time.Duration
+	Now          func() time.Time
 }
 
 // CallResult is the outcome of one call of a postback.
@@ -86,6 +90,11 @@ func (e *Edge) Apply(ctx context.Context, w *Webhook, requestID string, req *Req
 	// The ordering check of operations#order, for every call in one round
 	// trip: behind waiting updates, a new one waits too.
 	opts := queue.AppendOptions{IfPending: true, Due: now.Add(e.DrainInterval), MaxPending: e.MaxPending}
+	if e.QueueTimeout > 0 {
+		// Given up on, the check is followed by a send to the call store:
+		// a copy of it that reaches Redis later must not queue the update too.
+		opts.NotAfter = time.Now().Add(2 * e.QueueTimeout)
+	}
 	checks := e.Queue.AppendAll(ctx, batch, opts)
 	send := make([]int, 0, len(ids))
 	for i, c := range checks {
@@ -108,6 +117,12 @@ func (e *Edge) Apply(ctx context.Context, w *Webhook, requestID string, req *Req
 		}
 	}
 	opts.IfPending = false
+	if e.QueueTimeout > 0 {
+		// A 503 at the deadline must mean "not stored", also for a copy
+		// of the append that reaches Redis later; the margin covers a
+		// small difference between this host's clock and Redis's.
+		opts.NotAfter = deadline.Add(-min(time.Second, e.Deadline/10))
+	}
 	if len(send) == 1 {
 		e.updateCall(ctx, deadline, t, res, entries, send[0], opts)
 		return res

@@ -73,6 +73,10 @@ type AppendOptions struct {
 	// MaxPending, when above zero, refuses an entry whose call already has
 	// that many waiting, with ErrTooManyPending.
 	MaxPending int
+	// NotAfter, when set, is when the caller stops waiting for an answer:
+	// an append that reaches the store later (a copy held up in a paused
+	// server's socket) stores nothing, by the store's clock.
+	NotAfter time.Time
 }
 
 // AppendResult is what became of one entry of an AppendAll.

@@ -78,10 +78,14 @@ func (q *Queue) AppendAll(ctx context.Context, entries []*queue.Entry, opts queu
 	if opts.IfPending {
 		onlyBehind = "1"
 	}
+	var notAfter int64
+	if !opts.NotAfter.IsZero() {
+		notAfter = opts.NotAfter.UnixMilli()
+	}
 	cmds := runPipelined(ctx, q.client, appendScript, len(entries), func(i int) ([]string, []any) {
 		e := entries[i]
 		keys := q.keysOf(e.CallLogID)
-		return []string{keys.list, keys.meta}, []any{onlyBehind, entryTail(e), e.UpdateID, opts.MaxPending}
+		return []string{keys.list, keys.meta}, []any{onlyBehind, entryTail(e), e.UpdateID, opts.MaxPending, notAfter, counterRetention.Milliseconds()}
 	})
 	var appended []*queue.Entry
 	for i, cmd := range cmds {

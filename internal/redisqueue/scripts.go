@@ -20,10 +20,14 @@ import (
 // update's ID (field "u:<update id>") to its entry ID, so a second run
 // answers the first run's entry ID and stores nothing; a field holding "-"
 // is an update Settle declared not stored, which a late run must not store.
-// A call already holding ARGV[4] entries (when above 0) takes no more.
+// A call already holding ARGV[4] entries (when above 0) takes no more. An
+// append run after ARGV[5] (Unix ms by the Redis server's clock, when above
+// 0) comes after its caller gave up: it marks the update not stored, as
+// Settle would, and stores nothing.
 //
 // KEYS: list, meta. ARGV: ifPending ("1" or "0"), the entry without its ID
-// (entryTail), the update ID (may be empty), the most entries waiting.
+// (entryTail), the update ID (may be empty), the most entries waiting, the
+// time after which not to append.
 // Returns the ID; nil when nothing was appended; -1 when the call is full;
 // -2 when Settle declared the update not stored.
 var appendScript = redis.NewScript(`
@@ -37,6 +41,20 @@ end
 local waiting = redis.call('LLEN', KEYS[1])
 if ARGV[1] == '1' and waiting == 0 then
 	return false
+end
+local notAfter = tonumber(ARGV[5])
+if notAfter > 0 then
+	local now = redis.call('TIME')
+	if tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) > notAfter then
+		if ARGV[3] ~= '' then
+			local fresh = redis.call('EXISTS', KEYS[2]) == 0
+			redis.call('HSET', KEYS[2], 'u:' .. ARGV[3], '-')
+			if fresh then
+				redis.call('PEXPIRE', KEYS[2], ARGV[6])
+			end
+		end
+		return -2
+	end
 end
 local most = tonumber(ARGV[4])
 if most > 0 and waiting >= most then
