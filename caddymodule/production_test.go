@@ -165,3 +165,84 @@ func TestRedisPausedWhileUpdatesArrive(t *testing.T) {
 		t.Errorf("no update was refused while Redis was paused past the deadline: the test did not pause it")
 	}
 }
+
+// operations#the-queue-in-production: five config reloads in the middle of a drain. Each old
+// drainer lets its requests in flight finish and records them before its
+// config stops, so no update is applied twice.
+func TestReloadsDuringADrain(t *testing.T) {
+	store := newScriptedStore(t)
+	store.delay = 30 * time.Millisecond
+	const calls, updates = 40, 5
+	ids := make([]string, calls)
+	for c := range ids {
+		ids[c] = fmt.Sprintf("reload-%02d", c)
+		store.set(ids[c], "live")
+	}
+	config := func(interval string) string {
+		return strings.Replace(edgeConfig(store.URL, "", ""), "drain_interval 100ms", "drain_interval "+interval, 1)
+	}
+	tester := startEdge(t, config("100ms"))
+	url := edgeURL("/postback/update-fields?moja_auth_key=" + fieldsKey)
+	quoted := `"` + strings.Join(ids, `","`) + `"`
+	for u := range updates {
+		status, body := send(t, tester, "POST", url, jsonType, fmt.Sprintf(`{"call_log_id":[%s],"reason":"u%d"}`, quoted, u))
+		if status != 202 {
+			t.Fatalf("update %d: %d %s", u, status, body)
+		}
+	}
+	for _, id := range ids {
+		store.set(id, "completed")
+	}
+	send(t, tester, "POST", edgeURL("/postback/call-completed?moja_auth_key="+platformKey), jsonType, `{"call_log_id":[`+quoted+`]}`)
+	for r := range 5 {
+		waitFor(t, "the drain to make progress", func() bool { return len(store.records()) > r*calls*updates/8 })
+		tester.InitServer(config(fmt.Sprintf("%dms", 101+r)), "caddyfile")
+	}
+	end := time.Now().Add(30 * time.Second)
+	for len(store.records()) < calls*updates && time.Now().Before(end) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond) // a duplicate would land now
+	for _, id := range ids {
+		got := strings.Join(store.applied(id), " ")
+		if want := `{"reason":"u0"} {"reason":"u1"} {"reason":"u2"} {"reason":"u3"} {"reason":"u4"}`; got != want {
+			t.Errorf("%s applied %s, want each update once, in order", id, got)
+		}
+	}
+}
+
+// operations#the-queue-in-production: a call holds at most max_pending_per_call updates (default
+// 1000); the next is refused with too_many_pending, 429, and nothing is
+// stored.
+func TestTooManyPendingForOneCall(t *testing.T) {
+	store := newScriptedStore(t)
+	store.set("full-live", "live")
+	tester := startEdge(t, edgeConfig(store.URL, "redis "+redistest.Start(t).URL(), ""))
+	url := edgeURL("/postback/update-fields?moja_auth_key=" + fieldsKey)
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				if status, body := send(t, tester, "POST", url, jsonType, fmt.Sprintf(`{"call_log_id":"full-live","reason":"r%d"}`, i)); status != 202 {
+					t.Errorf("update %d: %d %s", i, status, body)
+				}
+			}
+		}()
+	}
+	for i := range 1000 {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	status, body := send(t, tester, "POST", url, jsonType, `{"call_log_id":"full-live","reason":"one too many"}`)
+	if status != 429 || gjson.Get(body, "errors.full-live.code").String() != "too_many_pending" {
+		t.Fatalf("the 1001st update: %d %s, want 429 too_many_pending", status, body)
+	}
+	_, call := adminDo(t, "GET", "/postback/queue/full-live")
+	if n := gjson.Get(call, "pending.#").Int(); n != 1000 || strings.Contains(call, "one too many") {
+		t.Fatalf("%d updates waiting (want 1000, without the refused one)", n)
+	}
+}
