@@ -137,6 +137,14 @@ func (m *Memory) Wake(_ context.Context, callLogID string, now time.Time) (bool,
 	return true, nil
 }
 
+func (m *Memory) WakeAll(ctx context.Context, callLogIDs []string, now time.Time) ([]bool, error) {
+	pending := make([]bool, len(callLogIDs))
+	for i, id := range callLogIDs {
+		pending[i], _ = m.Wake(ctx, id, now)
+	}
+	return pending, nil
+}
+
 func (m *Memory) Due(_ context.Context, now time.Time, limit int) ([]Due, error) {
 	m.mu.Lock()
 	type dueAt struct {

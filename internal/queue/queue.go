@@ -119,6 +119,10 @@ type Queue interface {
 	// attempt count reset (operations#completion-and-dead-letters). It reports whether the call has entries.
 	Wake(ctx context.Context, callLogID string, now time.Time) (pending bool, err error)
 
+	// WakeAll wakes many calls as Wake does, in one round trip to the store
+	// where it allows (operations#the-queue-in-production); pending[i] is callLogIDs[i]'s.
+	WakeAll(ctx context.Context, callLogIDs []string, now time.Time) (pending []bool, err error)
+
 	// Due returns up to limit calls whose next check is at or before now.
 	Due(ctx context.Context, now time.Time, limit int) ([]Due, error)
 

@@ -140,6 +140,48 @@ func (q *Queue) Wake(ctx context.Context, callLogID string, now time.Time) (bool
 	return pending, nil
 }
 
+// WakeAll resets every call's attempt count and moves those in the due
+// index to now, all in one pipeline. A call with entries waiting but no
+// index member (index.go, what can remain) is put back in a second round
+// trip, which only such calls cost.
+func (q *Queue) WakeAll(ctx context.Context, callLogIDs []string, now time.Time) ([]bool, error) {
+	if len(callLogIDs) == 0 {
+		return nil, nil
+	}
+	attempts := runPipelinedWith(ctx, q.client, setAttemptScript, len(callLogIDs), func(i int) ([]string, []any) {
+		keys := q.keysOf(callLogIDs[i])
+		return []string{keys.list, keys.meta}, []any{0}
+	}, func(pipe redis.Pipeliner) []*redis.IntCmd {
+		moved := make([]*redis.IntCmd, len(callLogIDs))
+		for i, id := range callLogIDs {
+			moved[i] = pipe.ZAddArgs(ctx, q.dueKey, redis.ZAddArgs{XX: true, Ch: true, Members: []redis.Z{{Score: score(now), Member: id}}})
+		}
+		return moved
+	})
+	pending := make([]bool, len(callLogIDs))
+	var lost []string
+	for i, cmd := range attempts.scripts {
+		n, err := cmd.Int()
+		if err != nil {
+			return nil, fmt.Errorf("redisqueue: wake call %q: %w", callLogIDs[i], err)
+		}
+		pending[i] = n == 1
+		moved, err := attempts.extra[i].Result()
+		if err != nil {
+			return nil, fmt.Errorf("redisqueue: wake call %q: %w", callLogIDs[i], err)
+		}
+		if pending[i] && moved == 0 {
+			lost = append(lost, callLogIDs[i])
+		}
+	}
+	for _, id := range lost {
+		if err := q.schedule(ctx, id, now); err != nil {
+			return nil, fmt.Errorf("redisqueue: wake call %q: %w", id, err)
+		}
+	}
+	return pending, nil
+}
+
 func (q *Queue) Schedule(ctx context.Context, callLogID string, at time.Time, attempt int) error {
 	pending, err := q.setAttempt(ctx, callLogID, attempt)
 	if err == nil && pending {

@@ -319,4 +319,24 @@ func Run(t *testing.T, newQueue func(t *testing.T) queue.Queue) {
 			t.Fatalf("ordering check of a batch: %+v", results)
 		}
 	})
+
+	t.Run("operations#the-queue-in-production WakeAll wakes many calls at once", func(t *testing.T) {
+		q := newQueue(t)
+		for _, id := range []string{"w1", "w2"} {
+			if _, err := q.Append(ctx, entry(id, `{}`), false, now.Add(time.Hour)); err != nil {
+				t.Fatal(err)
+			}
+			if err := q.Schedule(ctx, id, now.Add(time.Hour), 4); err != nil {
+				t.Fatal(err)
+			}
+		}
+		pending, err := q.WakeAll(ctx, []string{"w1", "nobody", "w2"}, now)
+		if err != nil || fmt.Sprint(pending) != "[true false true]" {
+			t.Fatalf("WakeAll = %v, %v", pending, err)
+		}
+		due, _ := q.Due(ctx, now, 10)
+		if len(due) != 2 || due[0].Attempt != 0 || due[1].Attempt != 0 {
+			t.Fatalf("due after WakeAll = %+v, want both now with attempt 0", due)
+		}
+	})
 }
