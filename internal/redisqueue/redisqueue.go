@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"strconv"
 	"time"
 
@@ -29,10 +30,13 @@ const counterRetention = 7 * 24 * time.Hour
 // Queue is a queue.Queue in Redis, safe for concurrent use by many
 // goroutines and many processes.
 type Queue struct {
-	client  redis.UniversalClient
-	prefix  string
-	dueKey  string
-	deadKey string
+	client redis.UniversalClient
+	prefix string
+	// dueKeys are the shards of the due index; legacyDueKey is the
+	// unsharded index of earlier versions (keys.go).
+	dueKeys      []string
+	legacyDueKey string
+	deadKey      string
 }
 
 // New returns a Queue over client, whose keys all start with prefix
@@ -45,12 +49,16 @@ func New(client redis.UniversalClient, prefix string) *Queue {
 	if prefix == "" {
 		prefix = DefaultPrefix
 	}
-	return &Queue{
-		client:  client,
-		prefix:  prefix,
-		dueKey:  prefix + "due",
-		deadKey: prefix + "dead",
+	q := &Queue{
+		client:       client,
+		prefix:       prefix,
+		legacyDueKey: prefix + "due",
+		deadKey:      prefix + "dead",
 	}
+	for i := range dueShards {
+		q.dueKeys = append(q.dueKeys, fmt.Sprintf("%s{due:%02d}", prefix, i))
+	}
+	return q
 }
 
 func (q *Queue) Append(ctx context.Context, e *queue.Entry, ifPending bool, due time.Time) (bool, error) {
@@ -154,7 +162,7 @@ func (q *Queue) WakeAll(ctx context.Context, callLogIDs []string, now time.Time)
 	}, func(pipe redis.Pipeliner) []*redis.IntCmd {
 		moved := make([]*redis.IntCmd, len(callLogIDs))
 		for i, id := range callLogIDs {
-			moved[i] = pipe.ZAddArgs(ctx, q.dueKey, redis.ZAddArgs{XX: true, Ch: true, Members: []redis.Z{{Score: score(now), Member: id}}})
+			moved[i] = pipe.ZAddArgs(ctx, q.dueKeyOf(id), redis.ZAddArgs{XX: true, Ch: true, Members: []redis.Z{{Score: score(now), Member: id}}})
 		}
 		return moved
 	})
@@ -201,43 +209,107 @@ func (q *Queue) setAttempt(ctx context.Context, callLogID string, attempt int) (
 	return pending == 1, err
 }
 
+// Due reads every shard of the due index in one pipeline and takes the
+// calls due soonest. Calls found empty are skipped and leave the index
+// (index.go, rule 3), so it reads again until limit or no more are due.
 func (q *Queue) Due(ctx context.Context, now time.Time, limit int) ([]queue.Due, error) {
 	var due []queue.Due
 	seen := make(map[string]bool)
-	// Calls found empty are skipped and leave the index (index.go, rule 3),
-	// so a page may yield fewer calls than it held: read on until limit.
-	for offset := int64(0); len(due) < limit; {
-		want := limit - len(due)
-		ids, err := q.client.ZRangeByScore(ctx, q.dueKey, &redis.ZRangeBy{
-			Min: "-inf", Max: maxScore(now), Offset: offset, Count: int64(want),
-		}).Result()
+	for round := 0; len(due) < limit && round < 8; round++ {
+		candidates, full, err := q.dueCandidates(ctx, now, limit+len(seen))
 		if err != nil {
 			return nil, fmt.Errorf("redisqueue: due calls: %w", err)
+		}
+		var ids []string
+		for _, id := range candidates {
+			if !seen[id] {
+				ids = append(ids, id)
+			}
+		}
+		if len(ids) == 0 {
+			break
 		}
 		waiting, attempts, err := q.probe(ctx, ids)
 		if err != nil {
 			return nil, fmt.Errorf("redisqueue: due calls: %w", err)
 		}
-		// The next page starts after this one, less the calls taken out.
-		offset += int64(len(ids))
+		dropped := 0
 		for i, id := range ids {
+			seen[id] = true
 			switch {
-			case seen[id]:
 			case waiting[i] == 0:
 				if err := q.unindexIfEmpty(ctx, id, now); err != nil {
 					return nil, fmt.Errorf("redisqueue: due calls: %w", err)
 				}
-				offset--
-			default:
+				dropped++
+			case len(due) < limit:
 				due = append(due, queue.Due{CallLogID: id, Attempt: attempts[i]})
 			}
-			seen[id] = true
 		}
-		if len(ids) < want {
+		// Another round only helps when calls were dropped from a shard
+		// that had more to give.
+		if dropped == 0 || !full {
 			break
 		}
 	}
 	return due, nil
+}
+
+// dueCandidates reads up to limit due calls from each shard, and from the
+// index of earlier versions, whose members it moves into their shards; it
+// returns them soonest first, and whether some key had more.
+func (q *Queue) dueCandidates(ctx context.Context, now time.Time, limit int) ([]string, bool, error) {
+	keys := append(q.dueKeys[:len(q.dueKeys):len(q.dueKeys)], q.legacyDueKey)
+	pipe := q.client.Pipeline()
+	cmds := make([]*redis.ZSliceCmd, len(keys))
+	for i, key := range keys {
+		cmds[i] = pipe.ZRangeByScoreWithScores(ctx, key, &redis.ZRangeBy{Min: "-inf", Max: maxScore(now), Count: int64(limit)})
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, false, err
+	}
+	var all []redis.Z
+	full := false
+	for i, cmd := range cmds {
+		zs := cmd.Val()
+		full = full || len(zs) == limit
+		all = append(all, zs...)
+		if keys[i] == q.legacyDueKey && len(zs) > 0 {
+			if err := q.moveLegacy(ctx, zs); err != nil {
+				return nil, false, err
+			}
+		}
+	}
+	full = full || len(all) > limit
+	sort.SliceStable(all, func(i, j int) bool { return all[i].Score < all[j].Score })
+	ids := make([]string, 0, min(len(all), limit))
+	dup := make(map[string]bool, len(all))
+	for _, z := range all {
+		id, _ := z.Member.(string)
+		if !dup[id] && len(ids) < limit {
+			dup[id] = true
+			ids = append(ids, id)
+		}
+	}
+	return ids, full, nil
+}
+
+// moveLegacy moves members of the index of earlier versions into their
+// shards, keeping an earlier next check already there.
+func (q *Queue) moveLegacy(ctx context.Context, zs []redis.Z) error {
+	pipe := q.client.Pipeline()
+	for _, z := range zs {
+		id, _ := z.Member.(string)
+		pipe.ZAddArgs(ctx, q.dueKeyOf(id), redis.ZAddArgs{LT: true, Members: []redis.Z{z}})
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return err
+	}
+	members := make([]any, len(zs))
+	for i, z := range zs {
+		members[i] = z.Member
+	}
+	return q.client.ZRem(ctx, q.legacyDueKey, members...).Err()
 }
 
 // probe reads how many entries wait for each call and its attempt count.

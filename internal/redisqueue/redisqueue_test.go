@@ -377,7 +377,7 @@ func TestSelfHealingIndexes(t *testing.T) {
 		q := fresh(t)
 		for i := range 5 {
 			// What a process leaves when it dies between indexing and appending.
-			c.ZAdd(ctx, q.dueKey, redis.Z{Score: score(now.Add(-time.Hour)), Member: fmt.Sprint("ghost-", i)})
+			c.ZAdd(ctx, q.dueKeyOf(fmt.Sprint("ghost-", i)), redis.Z{Score: score(now.Add(-time.Hour)), Member: fmt.Sprint("ghost-", i)})
 		}
 		for i := range 4 {
 			mustAppend(t, q, entry(fmt.Sprint("real-", i), "x"))
@@ -391,7 +391,11 @@ func TestSelfHealingIndexes(t *testing.T) {
 				t.Fatalf("Due returned %q", d.CallLogID)
 			}
 		}
-		if n, _ := c.ZCard(ctx, q.dueKey).Result(); n != 4 {
+		n := int64(0)
+		for _, key := range q.dueKeys {
+			n += c.ZCard(ctx, key).Val()
+		}
+		if n != 4 {
 			t.Fatalf("due index holds %d calls, want the 4 real ones", n)
 		}
 	})
@@ -399,7 +403,7 @@ func TestSelfHealingIndexes(t *testing.T) {
 	t.Run("operations#completion-and-dead-letters Wake restores a call that lost its due-index member", func(t *testing.T) {
 		q := fresh(t)
 		mustAppend(t, q, entry("c1", "x"))
-		c.ZRem(ctx, q.dueKey, "c1")
+		c.ZRem(ctx, q.dueKeyOf("c1"), "c1")
 		if due, _ := q.Due(ctx, now.Add(time.Hour), 10); len(due) != 0 {
 			t.Fatalf("Due = %v", due)
 		}
@@ -414,7 +418,7 @@ func TestSelfHealingIndexes(t *testing.T) {
 	t.Run("operations#completion-and-dead-letters Stats counts only calls that hold entries", func(t *testing.T) {
 		q := fresh(t)
 		mustAppend(t, q, entry("c1", "x"))
-		c.ZAdd(ctx, q.dueKey, redis.Z{Score: score(now), Member: "ghost"})
+		c.ZAdd(ctx, q.dueKeyOf("ghost"), redis.Z{Score: score(now), Member: "ghost"})
 		c.SAdd(ctx, q.deadKey, "ghost")
 		if st, err := q.Stats(ctx); err != nil || st.OldestPending.IsZero() || st.PendingCalls != 1 || st.PendingEntries != 1 || st.DeadCalls != 0 || st.DeadEntries != 0 {
 			t.Fatalf("Stats = %+v, %v", st, err)
@@ -429,7 +433,7 @@ func TestSelfHealingIndexes(t *testing.T) {
 		if err := q.Ack(ctx, "c1", "a", e.ID); err != nil {
 			t.Fatal(err)
 		}
-		if err := c.ZScore(ctx, q.dueKey, "c1").Err(); !errors.Is(err, redis.Nil) {
+		if err := c.ZScore(ctx, q.dueKeyOf("c1"), "c1").Err(); !errors.Is(err, redis.Nil) {
 			t.Fatalf("emptied call still in the due index: %v", err)
 		}
 		if ttl, _ := c.PTTL(ctx, q.keysOf("c1").meta).Result(); ttl <= 0 || ttl > counterRetention {

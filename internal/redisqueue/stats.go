@@ -21,7 +21,16 @@ const statsBatch = 500
 // rule 3); with writes going on meanwhile, the counts are a close estimate.
 func (q *Queue) Stats(ctx context.Context) (queue.Stats, error) {
 	var s queue.Stats
-	pending, err := q.members(ctx, q.dueKey, true)
+	var pending []string
+	var err error
+	for _, key := range append(q.dueKeys[:len(q.dueKeys):len(q.dueKeys)], q.legacyDueKey) {
+		var some []string
+		if some, err = q.members(ctx, key, true); err != nil {
+			break
+		}
+		pending = append(pending, some...)
+	}
+	pending = unique(pending)
 	if err == nil {
 		s.PendingCalls, s.PendingEntries, s.OldestPending, err = q.countLists(ctx, pending, func(k callKeys) string { return k.list })
 	}
@@ -101,4 +110,18 @@ func (q *Queue) countLists(ctx context.Context, callLogIDs []string, which func(
 		}
 	}
 	return calls, entries, oldest, nil
+}
+
+// unique drops repeated IDs, keeping the first of each: a call moving from
+// the index of earlier versions into its shard may be read in both.
+func unique(ids []string) []string {
+	seen := make(map[string]bool, len(ids))
+	out := ids[:0]
+	for _, id := range ids {
+		if !seen[id] {
+			seen[id] = true
+			out = append(out, id)
+		}
+	}
+	return out
 }
