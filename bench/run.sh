@@ -15,6 +15,14 @@
 #   reject  POST an invalid body to the handler     -> 400, nothing upstream
 #   respond POST the same body to a static `respond`
 #
+# Every measurement runs twice: with the memory queue, then with Redis (a
+# local redis-server on a free port, on the load side's CPUs): QUEUES picks
+# ("memory redis" by default). After the rounds of each queue, the drain
+# benchmark (bench/drain): 5000 updates queued for 1000 live calls, then
+# drained by call-completed in batches of 50, against 5000 single-id updates
+# of completed calls sent the same way; with Redis, the memory per queued
+# update.
+#
 # Odd rounds run proxy, single, batch, reject, respond; even rounds the reverse
 # order within each group (batch, single, proxy, respond, reject), so "single"
 # is always measured right next to both its partners and drift (heat, the
@@ -45,12 +53,16 @@ command -v curl >/dev/null || {
 }
 
 bench_build
+
+suite() { # suite memory|redis: start, measure, report, stop
+QUEUE=$1
+bench_queue "$QUEUE"
 bench_start
 bench_bodies
 bench_smoke
 
-RESULTS=$BENCH_TMP/results.txt
-RAW=$BENCH_TMP/raw.jsonl
+RESULTS=$BENCH_TMP/results-$QUEUE.txt
+RAW=$BENCH_TMP/raw-$QUEUE.jsonl
 : >"$RESULTS"
 : >"$RAW"
 
@@ -102,7 +114,7 @@ RSS_END=$(rss_kib "$CADDY_PID")
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
 echo
-echo "== caddy-postback load benchmark ($(date -u +%Y-%m-%dT%H:%M:%SZ))"
+echo "== caddy-postback load benchmark, $QUEUE queue ($(date -u +%Y-%m-%dT%H:%M:%SZ))"
 machine_info
 echo "load:     $ROUNDS rounds; each measurement ${WARMUP} warm-up + ${DURATION} measured, $CONNS keep-alive connections; batch = $BATCH_SIZE ids"
 echo "          loadavg before $LOAD_BEFORE, after $LOAD_AFTER; measuring took $((SECONDS - STARTED))s"
@@ -205,8 +217,27 @@ END {
 	print "This is a measurement, not a test: the targets are printed for comparison only."
 }' "$RESULTS"
 
+echo
+log "drain benchmark, $QUEUE queue ..."
+DRAIN=$(drain_bench)
+echo "drain ($QUEUE queue): $DRAIN"
+awk -v line="$DRAIN" -v queue="$QUEUE" 'BEGIN {
+	n = split(line, parts, /[{},]/)
+	for (i = 1; i <= n; i++) if (split(parts[i], kv, ":") == 2) { gsub(/"/, "", kv[1]); v[kv[1]] = kv[2] }
+	printf "  queue rate / single-id updates of completed calls  %.3f    >= 0.70   %s\n", v["queue_over_baseline"], (v["queue_over_baseline"] >= 0.7 ? "met" : "NOT met")
+	printf "  drain rate / single-id updates of completed calls  %.3f    >= 0.50   %s\n", v["drain_over_baseline"], (v["drain_over_baseline"] >= 0.5 ? "met" : "NOT met")
+	if (queue == "redis") printf "  Redis memory per queued update                     %.0f B    <= 600    %s\n", v["redis_bytes_per_update"], (v["redis_bytes_per_update"] <= 600 ? "met" : "NOT met")
+}'
+
 if [ -n "${BENCH_SAVE:-}" ]; then
-	cp "$RAW" "$BENCH_SAVE"
-	log "raw loadgen lines saved to $BENCH_SAVE"
+	cp "$RAW" "$BENCH_SAVE.$QUEUE"
+	log "raw loadgen lines saved to $BENCH_SAVE.$QUEUE"
 fi
+bench_stop
+}
+
+for q in ${QUEUES:-memory redis}; do
+	suite "$q"
+done
+bench_stop_redis
 exit 0
