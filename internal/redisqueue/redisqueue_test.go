@@ -19,7 +19,7 @@ import (
 // oddIDs are call IDs that would break a naive hash tag.
 var oddIDs = []string{"c1", "{", "}", "{}", "}{", "a{b}c", "{call:c1}", "%7B", "%", "with space", "ünïcødé ☎", "", "line\nbreak", `"quoted"`}
 
-func newClient(t *testing.T, addr string) *redis.Client {
+func newClient(t testing.TB, addr string) *redis.Client {
 	t.Helper()
 	c := redis.NewClient(&redis.Options{Addr: addr})
 	t.Cleanup(func() { c.Close() })
