@@ -96,7 +96,7 @@ func (e *Edge) Apply(ctx context.Context, w *Webhook, requestID string, req *Req
 		opts.NotAfter = time.Now().Add(2 * e.QueueTimeout)
 	}
 	checks := e.Queue.AppendAll(ctx, batch, opts)
-	send := make([]int, 0, len(ids))
+	send := make([]pendingSend, 0, len(ids))
 	for i, c := range checks {
 		res.Calls[i].CallLogID = ids[i]
 		switch {
@@ -111,9 +111,9 @@ func (e *Edge) Apply(ctx context.Context, w *Webhook, requestID string, req *Req
 			if e.OrderingSkipped != nil {
 				e.OrderingSkipped(ids[i], c.Err)
 			}
-			send = append(send, i|uncheckedCall)
+			send = append(send, pendingSend{i, true})
 		default:
-			send = append(send, i)
+			send = append(send, pendingSend{i, false})
 		}
 	}
 	opts.IfPending = false
@@ -149,23 +149,25 @@ func (e *Edge) Apply(ctx context.Context, w *Webhook, requestID string, req *Req
 	return res
 }
 
-// uncheckedCall marks, in Apply's list of calls to send, a call whose
-// ordering check got no answer.
-const uncheckedCall = 1 << 30
+// pendingSend is a call of a postback still to be sent to the call store;
+// unchecked when its ordering check got no answer.
+type pendingSend struct {
+	i         int
+	unchecked bool
+}
 
 var tooManyPending = Outcome{Class: TooManyPending, Message: "this call already has the most updates allowed waiting for it; send again once it completes"}
 
-// updateCall sends call i to the call store and queues it if the call is
+// updateCall sends call s.i to the call store and queues it if the call is
 // live (operations#the-queue).
-func (e *Edge) updateCall(ctx context.Context, deadline time.Time, t Target, res *Result, entries []queue.Entry, i int, opts queue.AppendOptions) {
-	unchecked := i&uncheckedCall != 0
-	i &^= uncheckedCall
+func (e *Edge) updateCall(ctx context.Context, deadline time.Time, t Target, res *Result, entries []queue.Entry, s pendingSend, opts queue.AppendOptions) {
+	i := s.i
 	entry := &entries[i]
 	held := e.acquire(ctx, deadline)
 	out := e.Store.patchBy(ctx, deadline, t, entry.CallLogID, entry.Patch)
 	e.release(held)
 	if out.Class != Live {
-		if unchecked {
+		if s.unchecked {
 			// A copy of the unanswered ordering check may still reach the
 			// queue and store the update behind waiting ones: settle it, so
 			// that it does not. One try: the queue is likely still down,
