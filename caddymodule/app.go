@@ -57,8 +57,8 @@ type App struct {
 	MaxPendingPerCall int `json:"max_pending_per_call,omitempty"`
 
 	store *postback.CallStore
-	// drainStore is the drainer's own client: stopping the drainer cuts
-	// its requests in flight, never the handlers'.
+	// drainStore is the drainer's own client, with its own connections,
+	// so that the drain never competes with the handlers for them.
 	drainStore *postback.CallStore
 	queue      queue.Queue
 	queueKey   string

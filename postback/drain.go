@@ -18,8 +18,8 @@ import (
 // when woken by call-completed, and by a periodic check with backoff.
 type Drainer struct {
 	Queue queue.Queue
-	// Store is the drainer's own client: stopping the drainer aborts the
-	// requests Store has in flight.
+	// Store sends the queued updates; on a stop, the attempts it has in
+	// flight finish within its per-attempt timeout.
 	Store *CallStore
 	// Interval is the first backoff of a call found still live, and how
 	// often the due index is polled.
