@@ -28,7 +28,7 @@ func registerMetrics(registry *prometheus.Registry) error {
 		}, []string{"webhook", "endpoint", "status"})
 		metrics.calls = prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "calls_total",
-			Help: "Calls of postbacks, by webhook and outcome (applied, queued, not_found, rejected, upstream_error, upstream_timeout, queue_unavailable).",
+			Help: "Calls of postbacks, by webhook and outcome (applied, queued, not_found, rejected, upstream_error, upstream_timeout, queue_unavailable, too_many_pending).",
 		}, []string{"webhook", "outcome"})
 	})
 	if registry == nil {
