@@ -246,3 +246,33 @@ func TestTooManyPendingForOneCall(t *testing.T) {
 		t.Fatalf("%d updates waiting (want 1000, without the refused one)", n)
 	}
 }
+
+// operations#the-queue-in-production: the queue gauges on Caddy's /metrics.
+func TestQueueGauges(t *testing.T) {
+	store := newScriptedStore(t)
+	store.set("gauge-1", "live")
+	store.set("gauge-2", "live")
+	tester := startEdge(t, edgeConfig(store.URL, "redis "+redistest.Start(t).URL(), ""))
+	url := edgeURL("/postback/update-fields?moja_auth_key=" + fieldsKey)
+	for _, body := range []string{`{"call_log_id":["gauge-1","gauge-2"],"converted":true}`, `{"call_log_id":"gauge-1","reason":"later"}`} {
+		if status, answer := send(t, tester, "POST", url, jsonType, body); status != 202 {
+			t.Fatalf("%d %s", status, answer)
+		}
+	}
+	want := []string{
+		"caddy_postback_queue_pending_updates 3",
+		"caddy_postback_queue_calls_waiting 2",
+		"caddy_postback_queue_dead_letters 0",
+		"caddy_postback_queue_oldest_pending_age_seconds ",
+	}
+	var body string
+	waitFor(t, "the queue gauges", func() bool {
+		_, body = adminDo(t, "GET", "/metrics")
+		for _, w := range want {
+			if !strings.Contains(body, "\n"+w) {
+				return false
+			}
+		}
+		return true
+	})
+}

@@ -83,6 +83,10 @@ func TestRedisDownWhileRequestsArrive(t *testing.T) {
 	if len(store.applied("down-done")) != 1 {
 		t.Fatal("the completed call was not updated")
 	}
+	_, metrics := adminDo(t, "GET", "/metrics")
+	if !strings.Contains(metrics, "\ncaddy_postback_ordering_check_skipped_total ") || strings.Contains(metrics, "\ncaddy_postback_ordering_check_skipped_total 0\n") {
+		t.Error("operations#the-queue-in-production the updates sent past the ordering check are not counted")
+	}
 	status, _ = send(t, tester, "POST", edgeURL("/postback/call-completed?moja_auth_key="+platformKey), jsonType, `{"call_log_id":"down-live"}`)
 	if status != 503 {
 		t.Fatalf("call-completed with Redis down: %d", status)

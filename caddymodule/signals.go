@@ -22,7 +22,7 @@ const warnEvery = 10 * time.Second
 // its answer serves later scrapes.
 const (
 	statsTimeout = 2 * time.Second
-	statsFresh   = 5 * time.Second
+	statsFresh   = time.Second
 )
 
 var queueSignals struct {
