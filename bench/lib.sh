@@ -21,10 +21,9 @@ PIN=${PIN:-auto}
 QUIET_WAIT=${QUIET_WAIT:-0}
 BATCH_SIZE=50
 BENCH_KEY=${BENCH_KEY:-bench-key-$$}
-export BENCH_KEY
-# The signed webhook's secret: 32 random bytes.
-BENCH_SECRET=${BENCH_SECRET:-whsec_$(head -c 32 /dev/urandom | base64)}
-export BENCH_SECRET
+BENCH_PLATFORM_KEY=${BENCH_PLATFORM_KEY:-bench-platform-key-$$}
+BENCH_REDIS=""
+export BENCH_KEY BENCH_PLATFORM_KEY BENCH_REDIS
 
 # A bare number of seconds is a Go duration in seconds.
 as_duration() { case $1 in *[a-z]) echo "$1" ;; *) echo "${1}s" ;; esac; }
@@ -42,8 +41,7 @@ seconds() {
 
 CADDY_PID=""
 UPSTREAM_PID=""
-REDIS_PID=""       # the redis-server of the idempotency-key measurement
-CADDY_REDIS_PID="" # the Caddy on Redis (bench/Caddyfile.bench-redis)
+REDIS_PID=""
 BG_PIDS=() # other background processes of the scripts (profile.sh's load and fetches)
 
 log() { printf '%s\n' "$*" >&2; }
@@ -55,7 +53,6 @@ bench_cleanup() {
 	for p in "${BG_PIDS[@]}"; do kill "$p" 2>/dev/null; done
 	[ -n "$CADDY_PID" ] && kill "$CADDY_PID" 2>/dev/null && wait "$CADDY_PID" 2>/dev/null
 	[ -n "$UPSTREAM_PID" ] && kill "$UPSTREAM_PID" 2>/dev/null && wait "$UPSTREAM_PID" 2>/dev/null
-	[ -n "$CADDY_REDIS_PID" ] && kill "$CADDY_REDIS_PID" 2>/dev/null && wait "$CADDY_REDIS_PID" 2>/dev/null
 	[ -n "$REDIS_PID" ] && kill "$REDIS_PID" 2>/dev/null && wait "$REDIS_PID" 2>/dev/null
 	if [ "$rc" -ne 0 ] && [ -n "${BENCH_TMP:-}" ] && [ -f "$BENCH_TMP/caddy.log" ]; then
 		log "--- last lines of caddy.log"
@@ -122,7 +119,8 @@ bench_build() {
 	(cd "$REPO_DIR" &&
 		go build -o "$BENCH_TMP/caddy" ./cmd/caddy &&
 		go build -o "$BENCH_TMP/upstream" ./bench/upstream &&
-		go build -o "$BENCH_TMP/loadgen" ./bench/loadgen)
+		go build -o "$BENCH_TMP/loadgen" ./bench/loadgen &&
+		go build -o "$BENCH_TMP/drain" ./bench/drain)
 	LOADGEN=$BENCH_TMP/loadgen
 }
 
@@ -172,33 +170,56 @@ bench_start() {
 	fi
 }
 
-# Starts a redis-server and a second Caddy on it (bench/Caddyfile.bench-redis)
-# for the idempotency-key measurement; Redis runs on the load side's CPUs.
-bench_start_redis() {
-	read -r BENCH_REDIS_PORT BENCH_REDIS_EDGE_PORT BENCH_REDIS_ADMIN_PORT <<<"$("$LOADGEN" -free-ports 3)"
-	export BENCH_REDIS_PORT BENCH_REDIS_EDGE_PORT BENCH_REDIS_ADMIN_PORT
-	"${LOAD_TASKSET[@]}" redis-server --port "$BENCH_REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
-		--dir "$BENCH_TMP" >"$BENCH_TMP/redis.log" 2>&1 &
-	REDIS_PID=$!
-	XDG_DATA_HOME=$BENCH_TMP/data-redis XDG_CONFIG_HOME=$BENCH_TMP/config-redis \
-		"${CADDY_TASKSET[@]}" "$BENCH_TMP/caddy" run --config "$BENCH_DIR/Caddyfile.bench-redis" --adapter caddyfile \
-		>"$BENCH_TMP/caddy-redis.log" 2>&1 &
-	CADDY_REDIS_PID=$!
-	REDIS_POSTBACK_URL="http://127.0.0.1:$BENCH_REDIS_EDGE_PORT/postback/update-fields?moja_auth_key=$BENCH_KEY"
-	wait_for "caddy on redis" 60 http_status_is 404 -X POST "http://127.0.0.1:$BENCH_REDIS_EDGE_PORT/"
-	smoke_one 200 "$SINGLE_BODY" "$REDIS_POSTBACK_URL" || return 1
-	local got
-	got=$(curl -s -o /dev/null -D - --max-time 30 -X POST -H 'Content-Type: application/json' -H "Idempotency-Key: smoke-$$" \
-		--data-binary "@$SINGLE_BODY" "$REDIS_POSTBACK_URL" >/dev/null &&
-		curl -s -D - -o /dev/null --max-time 30 -X POST -H 'Content-Type: application/json' -H "Idempotency-Key: smoke-$$" \
-			--data-binary "@$SINGLE_BODY" "$REDIS_POSTBACK_URL")
-	case $got in
-	*[Ii]dempotent-[Rr]eplayed:\ true*) ;;
-	*)
-		log "smoke test: a retry with an Idempotency-Key on the Caddy on Redis was not replayed: $got"
-		return 1
-		;;
-	esac
+# bench_queue memory|redis: the queue of the next bench_start. For redis, a
+# redis-server (no persistence) on a free loopback port, on the load side's
+# CPUs: in production Redis runs on another machine, not on Caddy's cores.
+bench_queue() {
+	choose_cpus
+	bench_stop_redis
+	BENCH_REDIS=""
+	REDIS_ADDR=""
+	if [ "$1" = redis ]; then
+		command -v redis-server >/dev/null || {
+			log "the redis measurements need redis-server"
+			return 1
+		}
+		local port
+		port=$("$LOADGEN" -free-ports 1)
+		REDIS_ADDR=127.0.0.1:$port
+		"${LOAD_TASKSET[@]}" redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
+			--dir "$BENCH_TMP" >"$BENCH_TMP/redis.log" 2>&1 &
+		REDIS_PID=$!
+		wait_for "redis-server" 30 bash -c "exec 3<>/dev/tcp/127.0.0.1/$port"
+		BENCH_REDIS="redis redis://$REDIS_ADDR"
+	fi
+	export BENCH_REDIS
+}
+
+bench_stop_redis() {
+	if [ -n "$REDIS_PID" ]; then
+		kill "$REDIS_PID" 2>/dev/null || true
+		wait "$REDIS_PID" 2>/dev/null || true
+		REDIS_PID=""
+	fi
+}
+
+# Stops Caddy and the upstream, for the next bench_start.
+bench_stop() {
+	local p
+	for p in "$CADDY_PID" "$UPSTREAM_PID"; do
+		if [ -n "$p" ]; then
+			kill "$p" 2>/dev/null || true
+			wait "$p" 2>/dev/null || true
+		fi
+	done
+	CADDY_PID="" UPSTREAM_PID=""
+	return 0
+}
+
+# drain_bench -> one JSON line of bench/drain against the running Caddy.
+drain_bench() {
+	"${LOAD_TASKSET[@]}" "$BENCH_TMP/drain" -edge "$EDGE" -key "$BENCH_KEY" -platform-key "$BENCH_PLATFORM_KEY" \
+		-upstream "http://127.0.0.1:$BENCH_UPSTREAM_PORT" -redis "${REDIS_ADDR:-}" -c "$CONNS"
 }
 
 # Request bodies.

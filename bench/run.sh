@@ -18,11 +18,19 @@
 #   signed  ... and right beside it the same postback signed (Standard Webhooks,
 #           no key; the load generator computes each request's signature)
 #
-# Odd rounds run proxy, single, batch, reject, respond, keyed, signed; even
-# rounds the reverse order within each group (batch, single, proxy, respond,
-# reject, signed, keyed), so "single" is always measured right next to both its
-# partners, each pair back to back, and drift (heat, the neighbours' load, GC
-# state) cancels over the rounds instead of favouring one side. The report gives, per ratio, min / median / max over the rounds, the
+# Every measurement runs twice: with the memory queue, then with Redis (a
+# local redis-server on a free port, on the load side's CPUs): QUEUES picks
+# ("memory redis" by default). After the rounds of each queue, the drain
+# benchmark (bench/drain): 5000 updates queued for 1000 live calls, then
+# drained by call-completed in batches of 50, against 5000 single-id updates
+# of completed calls sent the same way; with Redis, the memory per queued
+# update.
+#
+# Odd rounds run proxy, single, batch, reject, respond; even rounds the reverse
+# order within each group (batch, single, proxy, respond, reject), so "single"
+# is always measured right next to both its partners and drift (heat, the
+# neighbours' load, GC state) cancels over the rounds instead of favouring one
+# side. The report gives, per ratio, min / median / max over the rounds, the
 # raw figures and the machine. A measurement, not a test: it exits 0 whatever
 # the ratios (non-zero only when it could not run).
 #
@@ -48,183 +56,191 @@ command -v curl >/dev/null || {
 }
 
 bench_build
-bench_start
-bench_bodies
-bench_smoke
-IDEMPOTENCY=${IDEMPOTENCY:-1}
-if [ "$IDEMPOTENCY" = 1 ] && ! command -v redis-server >/dev/null; then
-	log "no redis-server on PATH: the idempotency-key measurement (keyless, keyed) is left out"
-	IDEMPOTENCY=0
-fi
-TARGETS=5
-if [ "$IDEMPOTENCY" = 1 ]; then
-	bench_start_redis
-	TARGETS=7
-fi
 
-RESULTS=$BENCH_TMP/results.txt
-RAW=$BENCH_TMP/raw.jsonl
-: >"$RESULTS"
-: >"$RAW"
+suite() { # suite memory|redis: start, measure, report, stop
+	QUEUE=$1
+	bench_queue "$QUEUE"
+	bench_start
+	bench_bodies
+	bench_smoke
 
-jnum() { # jnum <json> <key>: a number field of loadgen's JSON line, 0 when absent
-	local v
-	v=$(sed -n 's/.*"'"$2"'":\([-0-9.e+]*\).*/\1/p' <<<"$1")
-	echo "${v:-0}"
-}
+	RESULTS=$BENCH_TMP/results-$QUEUE.txt
+	RAW=$BENCH_TMP/raw-$QUEUE.jsonl
+	: >"$RESULTS"
+	: >"$RAW"
 
-measure() { # measure <round> <name> <url> <body file> <expected status> [loadgen flags...]
-	local json
-	json=$(loadgen "$3" "$4" "$5" "$DURATION" "${@:6}")
-	echo "{\"round\":$1,\"target\":\"$2\",\"result\":$json}" >>"$RAW"
-	echo "$1 $2 $(jnum "$json" rps) $(jnum "$json" cpu_us_per_req) $(jnum "$json" cpu_util)" \
-		"$(jnum "$json" errors) $(jnum "$json" rss_peak_kib) $(jnum "$json" requests)" \
-		"$(jnum "$json" load_cores) $(jnum "$json" other_cores)" \
-		"$(jnum "$json" upstream_per_request) $(jnum "$json" upstream_conns_opened)" >>"$RESULTS"
-	printf '  round %d  %-8s %10.1f req/s  %7.1f us Caddy CPU/req  errors %s\n' \
-		"$1" "$2" "$(jnum "$json" rps)" "$(jnum "$json" cpu_us_per_req)" "$(jnum "$json" errors)" >&2
-	case $json in *'"first_error"'*) log "    first error: $(sed -n 's/.*"first_error":"\([^"]*\)".*/\1/p' <<<"$json")" ;; esac
-	case $json in *'"upstream_error"'*) log "    $(sed -n 's/.*"upstream_error":"\([^"]*\)".*/\1/p' <<<"$json")" ;; esac
-}
-
-run_target() { # run_target <round> <name>
-	case $2 in
-	proxy) measure "$1" proxy "$PROXY_URL" "$SINGLE_BODY" 200 ;;
-	single) measure "$1" single "$POSTBACK_URL" "$SINGLE_BODY" 200 ;;
-	batch) measure "$1" batch "$POSTBACK_URL" "$BATCH_BODY" 200 ;;
-	reject) measure "$1" reject "$POSTBACK_URL" "$REJECT_BODY" 400 ;;
-	respond) measure "$1" respond "$STATIC_URL" "$REJECT_BODY" 200 ;;
-	keyed) measure "$1" keyed "$POSTBACK_URL" "$SINGLE_BODY" 200 ;;
-	signed) measure "$1" signed "$SIGNED_URL" "$SINGLE_BODY" 200 -sign-secret "$BENCH_SECRET" ;;
-	esac
-}
-
-wait_quiet
-LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
-RSS_IDLE=$(rss_kib "$CADDY_PID")
-STARTED=$SECONDS
-log "measuring: $ROUNDS rounds x 7 measurements x (${WARMUP} warm-up + ${DURATION}), about" \
-	"$(awk -v r="$ROUNDS" -v d="$(seconds "$DURATION")" -v w="$(seconds "$WARMUP")" 'BEGIN {printf "%.0f", r * 7 * (d + w + 0.5)}')s ..."
-for ((r = 1; r <= ROUNDS; r++)); do
-	if ((r % 2 == 1)); then
-		order=(proxy single batch reject respond keyed signed)
-	else
-		order=(batch single proxy respond reject signed keyed)
-	fi
-	for t in "${order[@]}"; do run_target "$r" "$t"; done
-done
-RSS_END=$(rss_kib "$CADDY_PID")
-LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
-
-echo
-echo "== caddy-postback load benchmark ($(date -u +%Y-%m-%dT%H:%M:%SZ))"
-machine_info
-echo "load:     $ROUNDS rounds; each measurement ${WARMUP} warm-up + ${DURATION} measured, $CONNS keep-alive connections; batch = $BATCH_SIZE ids"
-echo "          loadavg before $LOAD_BEFORE, after $LOAD_AFTER; measuring took $((SECONDS - STARTED))s"
-echo "bodies:   single $(wc -c <"$SINGLE_BODY")B, batch $(wc -c <"$BATCH_BODY")B, invalid $(wc -c <"$REJECT_BODY")B: $(cat "$REJECT_BODY")"
-echo
-
-awk -v nproc="$(nproc)" -v load_before="${LOAD_BEFORE%% *}" -v batch="$BATCH_SIZE" -v idem="$([ "$IDEMPOTENCY" = 1 ] && echo 1 || echo 0)" \
-	-v rss_idle="$RSS_IDLE" -v rss_end="$RSS_END" -v other_max="$OTHER_MAX" '
-function median(a, n,   i, j, t, b) {
-	for (i = 1; i <= n; i++) b[i] = a[i]
-	for (i = 2; i <= n; i++) { t = b[i]; for (j = i - 1; j >= 1 && b[j] > t; j--) b[j+1] = b[j]; b[j+1] = t }
-	return (n % 2) ? b[(n+1)/2] : (b[n/2] + b[n/2+1]) / 2
-}
-function minof(a, n,   i, m) { m = a[1]; for (i = 2; i <= n; i++) if (a[i] < m) m = a[i]; return m }
-function maxof(a, n,   i, m) { m = a[1]; for (i = 2; i <= n; i++) if (a[i] > m) m = a[i]; return m }
-# summary of ratio k over the rounds with a value (and, when clean_only, not disturbed)
-function summary(k, label, op, target, clean_only,   r, n, v, med, verdict) {
-	n = 0
-	for (r = 1; r <= rounds; r++)
-		if (((k, r) in ratio) && !(clean_only && disturbed[r])) v[++n] = ratio[k, r]
-	if (n == 0) {
-		printf "  %-40s %7s %7s %7s    %s %.2f   %s\n", label, "n/a", "n/a", "n/a", op, target, "-"
-		return
+	jnum() { # jnum <json> <key>: a number field of loadgen's JSON line, 0 when absent
+		local v
+		v=$(sed -n 's/.*"'"$2"'":\([-0-9.e+]*\).*/\1/p' <<<"$1")
+		echo "${v:-0}"
 	}
-	med = median(v, n)
-	verdict = (op == ">=" ? med >= target : med <= target) ? "met" : "NOT met"
-	printf "  %-40s %7.3f %7.3f %7.3f    %s %.2f   %s%s\n", label, minof(v, n), med, maxof(v, n), op, target, verdict,
-		(n < rounds && !clean_only) ? sprintf(" (%d rounds with a value)", n) : ""
-}
-function setratio(k, r, num, den) { if (den > 0 && num > 0) ratio[k, r] = num / den }
-function showratio(k, r) { return ((k, r) in ratio) ? sprintf("%.3f", ratio[k, r]) : "n/a" }
-{
-	r = $1; t = $2
-	rps[r, t] = $3; cpu[r, t] = $4; util[r, t] = $5; errs[r, t] = $6; rss[r, t] = $7; reqs[r, t] = $8
-	loadc[r, t] = $9; other[r, t] = $10; upper[r, t] = $11; upconns[r, t] = $12
-	if ($10 > maxother_r[r]) maxother_r[r] = $10
-	if ($10 > other_max) { disturbed[r] = 1; busy++ }
-	if (r > rounds) rounds = r
-	order[++nrows] = r SUBSEP t
-	totalerr += $6
-	if (t == "single" && $7 > rsspeak) { rsspeak = $7; rsspeakround = r }
-	if ($5 < 0.9) unsat++
-}
-END {
-	print "raw figures, in the order measured. CPU/req: delta utime+stime of the Caddy process over the window"
-	print "/ requests completed in it. Cores, over the window (1.00 = one core busy): caddy = Caddy CPU s / wall s;"
-	print "load = load generator + upstream; other = whole machine (/proc/stat) - caddy - load, i.e. other processes."
-	printf "  %-5s %-8s %9s %9s %10s %5s %5s %5s %6s %7s %7s %7s\n", "round", "target", "req/s", "calls/s", "CPU/req us",
-		"caddy", "load", "other", "errors", "RSS MiB", "up/req", "up conn"
-	for (i = 1; i <= nrows; i++) {
-		split(order[i], k, SUBSEP); r = k[1]; t = k[2]
-		calls = (t == "batch") ? rps[r, t] * batch : ((t == "single" || t == "keyed" || t == "signed") ? rps[r, t] : 0)
-		printf "  %-5d %-8s %9.1f %9s %10.1f %5.2f %5.2f %5.2f %6d %7.1f %7.2f %7d\n", r, t, rps[r, t],
-			(calls > 0 ? sprintf("%.1f", calls) : "-"), cpu[r, t], util[r, t], loadc[r, t], other[r, t],
-			errs[r, t], rss[r, t] / 1024, upper[r, t], upconns[r, t]
+
+	measure() { # measure <round> <name> <url> <body file> <expected status>
+		local json
+		json=$(loadgen "$3" "$4" "$5" "$DURATION")
+		echo "{\"round\":$1,\"target\":\"$2\",\"result\":$json}" >>"$RAW"
+		echo "$1 $2 $(jnum "$json" rps) $(jnum "$json" cpu_us_per_req) $(jnum "$json" cpu_util)" \
+			"$(jnum "$json" errors) $(jnum "$json" rss_peak_kib) $(jnum "$json" requests)" \
+			"$(jnum "$json" load_cores) $(jnum "$json" other_cores)" \
+			"$(jnum "$json" upstream_per_request) $(jnum "$json" upstream_conns_opened)" >>"$RESULTS"
+		printf '  round %d  %-8s %10.1f req/s  %7.1f us Caddy CPU/req  errors %s\n' \
+			"$1" "$2" "$(jnum "$json" rps)" "$(jnum "$json" cpu_us_per_req)" "$(jnum "$json" errors)" >&2
+		case $json in *'"first_error"'*) log "    first error: $(sed -n 's/.*"first_error":"\([^"]*\)".*/\1/p' <<<"$json")" ;; esac
+		case $json in *'"upstream_error"'*) log "    $(sed -n 's/.*"upstream_error":"\([^"]*\)".*/\1/p' <<<"$json")" ;; esac
 	}
-	print "  RSS MiB: peak VmRSS of Caddy during the window. up/req: requests the upstream answered in the window"
-	print "  per request completed (1 for single, keyed, signed and proxy, 50 for batch, 0 for reject and respond); up conn:"
-	print "  connections the upstream accepted in the window (0 when Caddy reuses its pooled connections)."
-	print ""
-	printf "ratios per round (a round is disturbed when other processes took over %.2f core in one of its windows):\n", other_max
-	printf "  %-5s %18s %20s %20s %20s %18s  %s\n", "round", "single/proxy req/s", "single/proxy CPU/req", "batch/single calls/s", "reject/respond req/s", "signed/keyed req/s", "max other"
-	for (r = 1; r <= rounds; r++) {
-		setratio("rps", r, rps[r, "single"], rps[r, "proxy"])
-		setratio("cpu", r, cpu[r, "single"], cpu[r, "proxy"])
-		setratio("batch", r, rps[r, "batch"] * batch, rps[r, "single"])
-		setratio("reject", r, rps[r, "reject"], rps[r, "respond"])
-		setratio("signed", r, rps[r, "signed"], rps[r, "keyed"])
-		if (!disturbed[r]) clean++
-		printf "  %-5d %18s %20s %20s %20s %18s  %.2f%s\n", r, showratio("rps", r), showratio("cpu", r), showratio("batch", r),
-			showratio("reject", r), showratio("signed", r), maxother_r[r], disturbed[r] ? " disturbed" : ""
+
+	run_target() { # run_target <round> <name>
+		case $2 in
+		proxy) measure "$1" proxy "$PROXY_URL" "$SINGLE_BODY" 200 ;;
+		single) measure "$1" single "$POSTBACK_URL" "$SINGLE_BODY" 200 ;;
+		batch) measure "$1" batch "$POSTBACK_URL" "$BATCH_BODY" 200 ;;
+		reject) measure "$1" reject "$POSTBACK_URL" "$REJECT_BODY" 400 ;;
+		respond) measure "$1" respond "$STATIC_URL" "$REJECT_BODY" 200 ;;
+		esac
 	}
-	print ""
-	printf "summary over all %d rounds                    %7s %7s %7s    %-7s  %s\n", rounds, "min", "median", "max", "target", "median vs target"
-	summary("rps", "single / reverse_proxy, req/s", ">=", 1.3, 0)
-	summary("cpu", "single / reverse_proxy, CPU per request", "<=", 0.75, 0)
-	summary("batch", "batch(50) / single, calls/s", ">=", 2.2, 0)
-	summary("reject", "reject(400) / respond, req/s", ">=", 0.9, 0)
-	summary("signed", "signed / query key, req/s", ">=", 0.95, 0)
-	if (clean > 0 && clean < rounds) {
+
+	wait_quiet
+	LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+	RSS_IDLE=$(rss_kib "$CADDY_PID")
+	STARTED=$SECONDS
+	log "measuring: $ROUNDS rounds x 5 measurements x (${WARMUP} warm-up + ${DURATION}), about" \
+		"$(awk -v r="$ROUNDS" -v d="$(seconds "$DURATION")" -v w="$(seconds "$WARMUP")" 'BEGIN {printf "%.0f", r * 5 * (d + w + 0.5)}')s ..."
+	for ((r = 1; r <= ROUNDS; r++)); do
+		if ((r % 2 == 1)); then
+			order=(proxy single batch reject respond)
+		else
+			order=(batch single proxy respond reject)
+		fi
+		for t in "${order[@]}"; do run_target "$r" "$t"; done
+	done
+	RSS_END=$(rss_kib "$CADDY_PID")
+	LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+
+	echo
+	echo "== caddy-postback load benchmark, $QUEUE queue ($(date -u +%Y-%m-%dT%H:%M:%SZ))"
+	machine_info
+	echo "load:     $ROUNDS rounds; each measurement ${WARMUP} warm-up + ${DURATION} measured, $CONNS keep-alive connections; batch = $BATCH_SIZE ids"
+	echo "          loadavg before $LOAD_BEFORE, after $LOAD_AFTER; measuring took $((SECONDS - STARTED))s"
+	echo "bodies:   single $(wc -c <"$SINGLE_BODY")B, batch $(wc -c <"$BATCH_BODY")B, invalid $(wc -c <"$REJECT_BODY")B: $(cat "$REJECT_BODY")"
+	echo
+
+	awk -v nproc="$(nproc)" -v load_before="${LOAD_BEFORE%% *}" -v batch="$BATCH_SIZE" \
+		-v rss_idle="$RSS_IDLE" -v rss_end="$RSS_END" -v other_max="$OTHER_MAX" '
+	function median(a, n,   i, j, t, b) {
+		for (i = 1; i <= n; i++) b[i] = a[i]
+		for (i = 2; i <= n; i++) { t = b[i]; for (j = i - 1; j >= 1 && b[j] > t; j--) b[j+1] = b[j]; b[j+1] = t }
+		return (n % 2) ? b[(n+1)/2] : (b[n/2] + b[n/2+1]) / 2
+	}
+	function minof(a, n,   i, m) { m = a[1]; for (i = 2; i <= n; i++) if (a[i] < m) m = a[i]; return m }
+	function maxof(a, n,   i, m) { m = a[1]; for (i = 2; i <= n; i++) if (a[i] > m) m = a[i]; return m }
+	# summary of ratio k over the rounds with a value (and, when clean_only, not disturbed)
+	function summary(k, label, op, target, clean_only,   r, n, v, med, verdict) {
+		n = 0
+		for (r = 1; r <= rounds; r++)
+			if (((k, r) in ratio) && !(clean_only && disturbed[r])) v[++n] = ratio[k, r]
+		if (n == 0) {
+			printf "  %-40s %7s %7s %7s    %s %.2f   %s\n", label, "n/a", "n/a", "n/a", op, target, "-"
+			return
+		}
+		med = median(v, n)
+		verdict = (op == ">=" ? med >= target : med <= target) ? "met" : "NOT met"
+		printf "  %-40s %7.3f %7.3f %7.3f    %s %.2f   %s%s\n", label, minof(v, n), med, maxof(v, n), op, target, verdict,
+			(n < rounds && !clean_only) ? sprintf(" (%d rounds with a value)", n) : ""
+	}
+	function setratio(k, r, num, den) { if (den > 0 && num > 0) ratio[k, r] = num / den }
+	function showratio(k, r) { return ((k, r) in ratio) ? sprintf("%.3f", ratio[k, r]) : "n/a" }
+	{
+		r = $1; t = $2
+		rps[r, t] = $3; cpu[r, t] = $4; util[r, t] = $5; errs[r, t] = $6; rss[r, t] = $7; reqs[r, t] = $8
+		loadc[r, t] = $9; other[r, t] = $10; upper[r, t] = $11; upconns[r, t] = $12
+		if ($10 > maxother_r[r]) maxother_r[r] = $10
+		if ($10 > other_max) { disturbed[r] = 1; busy++ }
+		if (r > rounds) rounds = r
+		order[++nrows] = r SUBSEP t
+		totalerr += $6
+		if (t == "single" && $7 > rsspeak) { rsspeak = $7; rsspeakround = r }
+		if ($5 < 0.9) unsat++
+	}
+	END {
+		print "raw figures, in the order measured. CPU/req: delta utime+stime of the Caddy process over the window"
+		print "/ requests completed in it. Cores, over the window (1.00 = one core busy): caddy = Caddy CPU s / wall s;"
+		print "load = load generator + upstream; other = whole machine (/proc/stat) - caddy - load, i.e. other processes."
+		printf "  %-5s %-8s %9s %9s %10s %5s %5s %5s %6s %7s %7s %7s\n", "round", "target", "req/s", "calls/s", "CPU/req us",
+			"caddy", "load", "other", "errors", "RSS MiB", "up/req", "up conn"
+		for (i = 1; i <= nrows; i++) {
+			split(order[i], k, SUBSEP); r = k[1]; t = k[2]
+			calls = (t == "batch") ? rps[r, t] * batch : (t == "single" ? rps[r, t] : 0)
+			printf "  %-5d %-8s %9.1f %9s %10.1f %5.2f %5.2f %5.2f %6d %7.1f %7.2f %7d\n", r, t, rps[r, t],
+				(calls > 0 ? sprintf("%.1f", calls) : "-"), cpu[r, t], util[r, t], loadc[r, t], other[r, t],
+				errs[r, t], rss[r, t] / 1024, upper[r, t], upconns[r, t]
+		}
+		print "  RSS MiB: peak VmRSS of Caddy during the window. up/req: requests the upstream answered in the window"
+		print "  per request completed (1 for single and proxy, 50 for batch, 0 for reject and respond); up conn:"
+		print "  connections the upstream accepted in the window (0 when Caddy reuses its pooled connections)."
 		print ""
-		printf "summary over the %d undisturbed rounds        %7s %7s %7s    %-7s  %s\n", clean, "min", "median", "max", "target", "median vs target"
-		summary("rps", "single / reverse_proxy, req/s", ">=", 1.3, 1)
-		summary("cpu", "single / reverse_proxy, CPU per request", "<=", 0.75, 1)
-		summary("batch", "batch(50) / single, calls/s", ">=", 2.2, 1)
-		summary("reject", "reject(400) / respond, req/s", ">=", 0.9, 1)
-		summary("signed", "signed / query key, req/s", ">=", 0.95, 1)
-	}
-	print ""
-	printf "memory:   Caddy VmRSS %.1f MiB idle before the load; peak %.1f MiB during the single-id runs (round %d); %.1f MiB after all runs\n",
-		rss_idle / 1024, rsspeak / 1024, rsspeakround, rss_end / 1024
-	print ""
-	if (totalerr > 0) print "NOTE: " totalerr " requests got an unexpected answer (see the errors column): those figures are suspect."
-	if (unsat > 0) print "NOTE: in " unsat " measurements Caddy used under 0.9 of a core: there the load side (see its column) or other processes limited the rate, and req/s ratios understate the difference; CPU/req still holds."
-	for (i = 1; i <= nrows; i++) {
-		split(order[i], k, SUBSEP); r = k[1]; t = k[2]
-		if (upconns[r, t] > 100) { churn[t] += upconns[r, t]; churnn[t]++ }
-	}
-	for (t in churn) printf "NOTE: %s: Caddy opened %.0f new connections to the upstream per %s window on average: its call-store connections were not all reused.\n", t, churn[t] / churnn[t], t
-	if (busy > 0) printf "NOTE: in %d measurements other processes took over %.2f core: %d of %d rounds disturbed; %s\n", busy, other_max, rounds - clean, rounds,
-		(clean > 0 ? "the second summary leaves them out." : "no undisturbed round: run again on a quiet machine (QUIET_WAIT=120).")
-	if (load_before + 0 > nproc + 0) print "NOTE: the load average (" load_before ") exceeded the CPU count (" nproc ") before the run: other processes had been busy."
-	print "This is a measurement, not a test: the targets are printed for comparison only."
-}' "$RESULTS"
+		printf "ratios per round (a round is disturbed when other processes took over %.2f core in one of its windows):\n", other_max
+		printf "  %-5s %18s %20s %20s %20s  %s\n", "round", "single/proxy req/s", "single/proxy CPU/req", "batch/single calls/s", "reject/respond req/s", "max other"
+		for (r = 1; r <= rounds; r++) {
+			setratio("rps", r, rps[r, "single"], rps[r, "proxy"])
+			setratio("cpu", r, cpu[r, "single"], cpu[r, "proxy"])
+			setratio("batch", r, rps[r, "batch"] * batch, rps[r, "single"])
+			setratio("reject", r, rps[r, "reject"], rps[r, "respond"])
+			if (!disturbed[r]) clean++
+			printf "  %-5d %18s %20s %20s %20s  %.2f%s\n", r, showratio("rps", r), showratio("cpu", r), showratio("batch", r),
+				showratio("reject", r), maxother_r[r], disturbed[r] ? " disturbed" : ""
+		}
+		print ""
+		printf "summary over all %d rounds                    %7s %7s %7s    %-7s  %s\n", rounds, "min", "median", "max", "target", "median vs target"
+		summary("rps", "single / reverse_proxy, req/s", ">=", 1.3, 0)
+		summary("cpu", "single / reverse_proxy, CPU per request", "<=", 0.75, 0)
+		summary("batch", "batch(50) / single, calls/s", ">=", 2.2, 0)
+		summary("reject", "reject(400) / respond, req/s", ">=", 0.9, 0)
+		if (clean > 0 && clean < rounds) {
+			print ""
+			printf "summary over the %d undisturbed rounds        %7s %7s %7s    %-7s  %s\n", clean, "min", "median", "max", "target", "median vs target"
+			summary("rps", "single / reverse_proxy, req/s", ">=", 1.3, 1)
+			summary("cpu", "single / reverse_proxy, CPU per request", "<=", 0.75, 1)
+			summary("batch", "batch(50) / single, calls/s", ">=", 2.2, 1)
+			summary("reject", "reject(400) / respond, req/s", ">=", 0.9, 1)
+		}
+		print ""
+		printf "memory:   Caddy VmRSS %.1f MiB idle before the load; peak %.1f MiB during the single-id runs (round %d); %.1f MiB after all runs\n",
+			rss_idle / 1024, rsspeak / 1024, rsspeakround, rss_end / 1024
+		print ""
+		if (totalerr > 0) print "NOTE: " totalerr " requests got an unexpected answer (see the errors column): those figures are suspect."
+		if (unsat > 0) print "NOTE: in " unsat " measurements Caddy used under 0.9 of a core: there the load side (see its column) or other processes limited the rate, and req/s ratios understate the difference; CPU/req still holds."
+		for (i = 1; i <= nrows; i++) {
+			split(order[i], k, SUBSEP); r = k[1]; t = k[2]
+			if (upconns[r, t] > 100) { churn[t] += upconns[r, t]; churnn[t]++ }
+		}
+		for (t in churn) printf "NOTE: %s: Caddy opened %.0f new connections to the upstream per %s window on average: its call-store connections were not all reused.\n", t, churn[t] / churnn[t], t
+		if (busy > 0) printf "NOTE: in %d measurements other processes took over %.2f core: %d of %d rounds disturbed; %s\n", busy, other_max, rounds - clean, rounds,
+			(clean > 0 ? "the second summary leaves them out." : "no undisturbed round: run again on a quiet machine (QUIET_WAIT=120).")
+		if (load_before + 0 > nproc + 0) print "NOTE: the load average (" load_before ") exceeded the CPU count (" nproc ") before the run: other processes had been busy."
+		print "This is a measurement, not a test: the targets are printed for comparison only."
+	}' "$RESULTS"
 
-if [ -n "${BENCH_SAVE:-}" ]; then
-	cp "$RAW" "$BENCH_SAVE"
-	log "raw loadgen lines saved to $BENCH_SAVE"
-fi
+	echo
+	log "drain benchmark, $QUEUE queue ..."
+	DRAIN=$(drain_bench)
+	echo "drain ($QUEUE queue): $DRAIN"
+	awk -v line="$DRAIN" -v queue="$QUEUE" 'BEGIN {
+		n = split(line, parts, /[{},]/)
+		for (i = 1; i <= n; i++) if (split(parts[i], kv, ":") == 2) { gsub(/"/, "", kv[1]); v[kv[1]] = kv[2] }
+		printf "  queue rate / single-id updates of completed calls  %.3f    >= 0.70   %s\n", v["queue_over_baseline"], (v["queue_over_baseline"] >= 0.7 ? "met" : "NOT met")
+		printf "  drain rate / single-id updates of completed calls  %.3f    >= 0.50   %s\n", v["drain_over_baseline"], (v["drain_over_baseline"] >= 0.5 ? "met" : "NOT met")
+		if (queue == "redis") printf "  Redis memory per queued update                     %.0f B    <= 600    %s\n", v["redis_bytes_per_update"], (v["redis_bytes_per_update"] <= 600 ? "met" : "NOT met")
+	}'
+
+	if [ -n "${BENCH_SAVE:-}" ]; then
+		cp "$RAW" "$BENCH_SAVE.$QUEUE"
+		log "raw loadgen lines saved to $BENCH_SAVE.$QUEUE"
+	fi
+	bench_stop
+}
+
+for q in ${QUEUES:-memory redis}; do
+	suite "$q"
+done
+bench_stop_redis
 exit 0

@@ -49,8 +49,16 @@ type App struct {
 	MaxAge caddy.Duration `json:"max_age,omitempty"`
 
 	// LeaseTTL is how long one instance may drain a call before another
-	// may take over, should it stop renewing. Default: 30s.
+	// may take over, should it stop renewing; it is renewed every third of
+	// it while a request is in flight. At least 3 × call_store deadline,
+	// so that no request outlives its lease; default: the larger of 30s
+	// and 3 × deadline (docs/operations.md#the-queue-in-production).
 	LeaseTTL caddy.Duration `json:"lease_ttl,omitempty"`
+
+	// MaxPendingPerCall bounds the updates waiting for one call; one more
+	// is refused for that call with too_many_pending, nothing stored.
+	// Default: 1000.
+	MaxPendingPerCall int `json:"max_pending_per_call,omitempty"`
 
 	store    *postback.CallStore
 	queue    queue.Queue
@@ -67,6 +75,9 @@ type App struct {
 
 	cancel context.CancelFunc
 	done   sync.WaitGroup
+
+	orderingWarn throttledWarning
+	statsWarn    throttledWarning
 }
 
 // CallStoreConfig configures the client of the call-store API.
@@ -110,7 +121,21 @@ const (
 	DefaultDeadline       = 10 * time.Second
 	DefaultMaxConcurrency = 16
 	DefaultMaxUpstream    = 256
+	// DefaultMaxPendingPerCall bounds the updates one call may hold.
+	DefaultMaxPendingPerCall = 1000
 )
+
+// leaseFactor is how many call-store deadlines a lease must last at
+// least: a send starts with two thirds of the lease left and takes at
+// most one deadline, so it ends under the lease even if no renewal gets
+// through (docs/operations.md#the-queue-in-production).
+const leaseFactor = 3
+
+// leaseTooShort is the load error of a lease_ttl below leaseFactor
+// deadlines, naming both values.
+func leaseTooShort(lease, deadline time.Duration) error {
+	return fmt.Errorf("lease_ttl %s is below 3 × call_store deadline %s (%s): a request could outlive its lease and another instance send the next update of the same call; raise lease_ttl to at least %s or lower deadline", lease, deadline, leaseFactor*deadline, leaseFactor*deadline)
+}
 
 // CaddyModule returns the Caddy module information.
 func (*App) CaddyModule() caddy.ModuleInfo {
@@ -147,7 +172,10 @@ func (a *App) Provision(ctx caddy.Context) error {
 		a.MaxAge = caddy.Duration(postback.DefaultMaxAge)
 	}
 	if a.LeaseTTL <= 0 {
-		a.LeaseTTL = caddy.Duration(postback.DefaultLeaseTTL)
+		a.LeaseTTL = max(caddy.Duration(postback.DefaultLeaseTTL), leaseFactor*cs.Deadline)
+	}
+	if a.MaxPendingPerCall <= 0 {
+		a.MaxPendingPerCall = DefaultMaxPendingPerCall
 	}
 	if err := a.Validate(); err != nil {
 		return err
@@ -196,6 +224,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 		Timeout:  time.Duration(cs.Deadline),
 		Logger:   a.logger.Named("drain"),
 	}
+	if err := registerQueueSignals(ctx.GetMetricsRegistry()); err != nil {
+		return fmt.Errorf("postback: metrics: %w", err)
+	}
 	return nil
 }
 
@@ -209,6 +240,10 @@ func (a *App) Validate() error {
 		return fmt.Errorf("postback: call_store max_concurrency %d is above 1024", cs.MaxConcurrency)
 	case a.LeaseTTL < caddy.Duration(time.Second):
 		return fmt.Errorf("postback: lease_ttl %s is below 1s", time.Duration(a.LeaseTTL))
+	case a.LeaseTTL < leaseFactor*cs.Deadline:
+		return fmt.Errorf("postback: %w", leaseTooShort(time.Duration(a.LeaseTTL), time.Duration(cs.Deadline)))
+	case a.MaxPendingPerCall < 0:
+		return fmt.Errorf("postback: max_pending_per_call %d is negative", a.MaxPendingPerCall)
 	}
 	return nil
 }
@@ -218,8 +253,9 @@ func (a *App) Start() error {
 	if a.Redis == nil {
 		a.logger.Warn("no redis configured: updates for calls in progress are held in memory and lost on restart; configure `redis` in the global postback option for production")
 	}
-	// Stopping cancels the drainer's call-store requests in flight
-	// through this context; their entries stay queued.
+	queueSignals.gauges.app.Store(a)
+	// Stopping tells the drainer to take no new work; its call-store
+	// requests in flight finish (operations#the-queue-in-production).
 	ctx, cancel := context.WithCancel(callStoreContext(context.Background()))
 	a.cancel = cancel
 	a.done.Add(1)
@@ -232,6 +268,8 @@ func (a *App) Start() error {
 
 // Stop ends the drainer; the leases it held are released as it returns.
 func (a *App) Stop() error {
+	// On a reload the new app has started already: leave it in place.
+	queueSignals.gauges.app.CompareAndSwap(a, nil)
 	if a.cancel != nil {
 		a.cancel()
 		a.done.Wait()
@@ -257,13 +295,28 @@ func (a *App) Cleanup() error {
 // edge builds the request path of one handler over the app's parts.
 func (a *App) edge() *postback.Edge {
 	return &postback.Edge{
-		Store:          a.store,
-		Queue:          a.queue,
-		MaxConcurrency: a.CallStore.MaxConcurrency,
-		Deadline:       time.Duration(a.CallStore.Deadline),
-		DrainInterval:  time.Duration(a.DrainInterval),
-		UpstreamLimit:  a.upstream,
+		Store:           a.store,
+		Queue:           a.queue,
+		MaxConcurrency:  a.CallStore.MaxConcurrency,
+		Deadline:        time.Duration(a.CallStore.Deadline),
+		DrainInterval:   time.Duration(a.DrainInterval),
+		UpstreamLimit:   a.upstream,
+		MaxPending:      a.MaxPendingPerCall,
+		OrderingSkipped: a.orderingSkipped,
+		QueueTimeout:    a.queueTimeout(),
 	}
+}
+
+// queueTimeout is the Redis client's command timeout; 0 for the memory
+// queue, which answers at once.
+func (a *App) queueTimeout() time.Duration {
+	if a.Redis == nil {
+		return 0
+	}
+	if a.Redis.Timeout > 0 {
+		return time.Duration(a.Redis.Timeout)
+	}
+	return defaultRedisTimeout
 }
 
 // Interface guards

@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -40,6 +41,7 @@ func init() {
 //		drain_interval <duration>
 //		max_age        <duration>
 //		lease_ttl      <duration>
+//		max_pending_per_call <n>
 //	}
 func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 	// A second block would silently replace the first.
@@ -60,6 +62,7 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
+	var leaseAt string
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		switch d.Val() {
 		case "call_store":
@@ -117,7 +120,12 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 		case "lease_ttl":
+			leaseAt = fmt.Sprintf("%s:%d", d.File(), d.Line())
 			if err := parseDuration(d, &a.LeaseTTL); err != nil {
+				return err
+			}
+		case "max_pending_per_call":
+			if err := parsePositiveInt(d, &a.MaxPendingPerCall); err != nil {
 				return err
 			}
 		default:
@@ -126,6 +134,14 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	}
 	if a.CallStore == nil {
 		return d.Err("postback needs call_store <url>")
+	}
+	// Checked here too, so that `caddy adapt` fails on it, not only a load.
+	deadline := time.Duration(a.CallStore.Deadline)
+	if deadline <= 0 {
+		deadline = DefaultDeadline
+	}
+	if a.LeaseTTL > 0 && time.Duration(a.LeaseTTL) < leaseFactor*deadline {
+		return fmt.Errorf("%w, at %s", leaseTooShort(time.Duration(a.LeaseTTL), deadline), leaseAt)
 	}
 	return nil
 }

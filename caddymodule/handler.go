@@ -332,13 +332,13 @@ func (h *Handler) serveCompleted(r *http.Request, webhook *postback.Webhook, bod
 		return h.previewCompleted(r, webhook, ids)
 	}
 	scheduled := make([]string, 0, len(ids))
-	now := time.Now()
-	for _, id := range ids {
-		pending, err := h.app.queue.Wake(r.Context(), id, now)
-		if err != nil {
-			return errorAnswer(webhook.Name, &postback.Error{Status: http.StatusServiceUnavailable, Code: "queue_unavailable", Message: "the queue is unavailable; send call-completed again"})
-		}
-		if pending {
+	// One round trip for every id (operations#the-queue-in-production).
+	pending, err := h.app.queue.WakeAll(r.Context(), ids, time.Now())
+	if err != nil {
+		return errorAnswer(webhook.Name, &postback.Error{Status: http.StatusServiceUnavailable, Code: "queue_unavailable", Message: "the queue is unavailable; send call-completed again"})
+	}
+	for i, id := range ids {
+		if pending[i] {
 			scheduled = append(scheduled, id)
 		}
 	}

@@ -47,7 +47,7 @@ type patchRecord struct {
 }
 
 // scriptedStore is a real HTTP call store (docs/operations.md#call-store-api) whose answers each test
-// sets per call: "completed" (default), "live", "gone" (404), "refuse"
+// sets per call: "completed" (default), "live", "live-slow" (live, after 1s), "gone" (404), "refuse"
 // (422), "error" (503), "hang", "busy-once" (429 with Retry-After, then
 // applied), "flaky" (three 503s, then applied), "teapot" (418),
 // "garbage-409" (409 with an HTML body).
@@ -131,6 +131,10 @@ func (s *scriptedStore) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Unlock()
 	switch state {
+	case "live-slow":
+		// Answers live after a second, whether or not the edge still waits.
+		time.Sleep(time.Second)
+		fallthrough
 	case "live":
 		w.WriteHeader(http.StatusConflict)
 		io.WriteString(w, `{"state":"live"}`)

@@ -28,7 +28,7 @@ func registerMetrics(registry *prometheus.Registry) error {
 		}, []string{"webhook", "endpoint", "status"})
 		metrics.calls = prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "calls_total",
-			Help: "Calls of postbacks, by webhook and outcome (applied, queued, not_found, rejected, upstream_error, upstream_timeout, queue_unavailable).",
+			Help: "Calls of postbacks, by webhook and outcome (applied, queued, not_found, rejected, upstream_error, upstream_timeout, queue_unavailable, too_many_pending).",
 		}, []string{"webhook", "outcome"})
 	})
 	if registry == nil {
@@ -78,7 +78,7 @@ func countRequest(webhook string, ep postback.Endpoint, status int) {
 // countCalls records the outcome of each call of a postback, one label
 // look-up per outcome rather than per call.
 func countCalls(webhook string, res *postback.Result) {
-	var counts [postback.QueueUnavailable + 1]int
+	var counts [postback.TooManyPending + 1]int
 	for _, c := range res.Calls {
 		counts[c.Class]++
 	}

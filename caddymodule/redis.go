@@ -58,6 +58,9 @@ type RedisConfig struct {
 	Timeout caddy.Duration `json:"timeout,omitempty"`
 }
 
+// defaultRedisTimeout bounds each Redis command when timeout is not set.
+const defaultRedisTimeout = time.Second
+
 // redisPool keeps one client per distinct Redis configuration across
 // config reloads, closed when the last config using it is cleaned up.
 var redisPool = caddy.NewUsagePool()
@@ -117,7 +120,7 @@ func (c *RedisConfig) options(repl *caddy.Replacer) (*redis.UniversalOptions, er
 	}
 	timeout := time.Duration(c.Timeout)
 	if timeout <= 0 {
-		timeout = time.Second
+		timeout = defaultRedisTimeout
 	}
 	opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout = timeout, timeout, timeout
 	// Commands are bounded by Timeout, never by a retry loop of their own:

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/callpostback/caddy-postback/internal/queue"
 )
@@ -17,9 +18,8 @@ import (
 // when woken by call-completed, and by a periodic check with backoff.
 type Drainer struct {
 	Queue queue.Queue
-	// Store is the call-store client; the drainer's requests run on the
-	// context of Run, so a stop cuts those in flight (their entries stay
-	// queued).
+	// Store sends the queued updates; on a stop, the attempts it has in
+	// flight finish within its per-attempt timeout.
 	Store *CallStore
 	// Interval is the first backoff of a call found still live, and how
 	// often the due index is polled.
@@ -93,7 +93,10 @@ func (d *Drainer) Wake() {
 }
 
 // Run checks the due index every poll interval, or when woken, until ctx
-// is done. Leases held when it stops are released.
+// is done. Then it takes no new work, lets the call-store attempts in
+// flight finish (each bounded by the call store's per-attempt timeout),
+// records their outcomes and releases its leases before it returns, so
+// that a reload sends nothing twice (operations#the-queue-in-production).
 func (d *Drainer) Run(ctx context.Context) {
 	d.init()
 	poll := min(d.Interval, time.Second)
@@ -115,26 +118,29 @@ func (d *Drainer) drainDue(ctx context.Context) {
 	for ctx.Err() == nil {
 		due, err := d.Queue.Due(ctx, d.Now(), d.Workers*4)
 		if err != nil {
-			d.Logger.Warn("queue unavailable for the periodic check", zap.Error(err))
+			if ctx.Err() == nil {
+				d.Logger.Warn("queue unavailable for the periodic check", zap.Error(err))
+			}
 			return
 		}
 		if len(due) == 0 {
 			return
 		}
-		var wg sync.WaitGroup
 		var claimed atomic.Int32
-		sem := make(chan struct{}, d.Workers)
+		var g errgroup.Group
+		g.SetLimit(d.Workers)
 		for _, c := range due {
-			sem <- struct{}{}
-			wg.Add(1)
-			go func(c queue.Due) {
-				defer func() { <-sem; wg.Done() }()
+			if ctx.Err() != nil {
+				break
+			}
+			g.Go(func() error {
 				if d.DrainCall(ctx, c.CallLogID, c.Attempt) {
 					claimed.Add(1)
 				}
-			}(c)
+				return nil
+			})
 		}
-		wg.Wait()
+		_ = g.Wait()
 		// Calls that other instances hold stay due: without a claim in
 		// this batch, asking again now would only spin.
 		if len(due) < d.Workers*4 || claimed.Load() == 0 {
@@ -146,28 +152,49 @@ func (d *Drainer) drainDue(ctx context.Context) {
 // DrainCall applies a call's waiting updates in order under its lease,
 // removing each only after the call store accepted it (operations#completion-and-dead-letters, operations#several-instances). It
 // reports whether it held the lease: false when another instance does.
+//
+// When ctx ends, DrainCall sends nothing more, but the send in flight
+// finishes and its outcome is recorded.
 func (d *Drainer) DrainCall(ctx context.Context, callLogID string, attempt int) bool {
 	d.init()
 	log := d.Logger.With(zap.String("call_log_id", callLogID))
+	claimedAt := time.Now()
 	ok, err := d.Queue.Claim(ctx, callLogID, d.owner, d.LeaseTTL)
-	if err != nil || !ok {
+	if err != nil {
+		if ctx.Err() == nil {
+			log.Warn("could not claim a waiting call; it stays due", zap.Error(err))
+		}
 		return false
 	}
+	if !ok {
+		return false
+	}
+	// What follows a send is recorded even when ctx ended: the update was
+	// sent, and leaving it queued would send it again.
+	after := context.WithoutCancel(ctx)
 	// The lease goes back even when ctx ended: a graceful stop frees its
 	// calls for other instances at once (operations#several-instances).
 	defer func() {
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		rctx, cancel := context.WithTimeout(after, time.Second)
 		defer cancel()
-		_ = d.Queue.Release(rctx, callLogID, d.owner)
+		if err := d.Queue.Release(rctx, callLogID, d.owner); err != nil {
+			log.Warn("could not release a call's lease; another instance takes the call when it expires", zap.Duration("lease_ttl", d.LeaseTTL), zap.Error(err))
+		}
 	}()
-	leaseUntil := time.Now().Add(d.LeaseTTL)
+	leaseUntil := claimedAt.Add(d.LeaseTTL)
 	for ctx.Err() == nil {
-		// Renew while a third of the lease is left, before the next send.
-		if time.Until(leaseUntil) < d.LeaseTTL/3 {
+		// Each send starts with at least two thirds of the lease left, and
+		// a send takes at most a third (the checked lease_ttl), so it ends
+		// under the lease even if every renewal in flight fails.
+		if time.Until(leaseUntil) < d.LeaseTTL*2/3 {
+			renewedAt := time.Now()
 			if ok, err := d.Queue.Claim(ctx, callLogID, d.owner, d.LeaseTTL); err != nil || !ok {
+				if ctx.Err() == nil {
+					log.Warn("could not renew a call's lease; nothing further is sent for it", zap.Bool("taken_by_another", err == nil), zap.Error(err))
+				}
 				return true
 			}
-			leaseUntil = time.Now().Add(d.LeaseTTL)
+			leaseUntil = renewedAt.Add(d.LeaseTTL)
 		}
 		e, ok, err := d.Queue.Head(ctx, callLogID)
 		if err != nil || !ok {
@@ -175,39 +202,82 @@ func (d *Drainer) DrainCall(ctx context.Context, callLogID string, attempt int) 
 		}
 		now := d.Now()
 		if now.Sub(e.AcceptedAt) > d.MaxAge {
-			if !d.bury(ctx, log, e, "max_age: still waiting after "+d.MaxAge.String(), now) {
+			if !d.bury(after, log, e, "max_age: still waiting after "+d.MaxAge.String(), now) {
 				return true
 			}
 			continue
 		}
-		sctx, cancel := context.WithTimeout(ctx, d.Timeout)
-		// The trace of the postback that queued the update goes with it (operations#call-store-transport).
-		out := d.Store.Patch(sctx, Target{Account: e.Account, Webhook: e.Webhook, RequestID: e.RequestID, TraceParent: e.TraceParent, TraceState: e.TraceState}, callLogID, e.Patch)
-		cancel()
+		out, held := d.send(ctx, log, e)
 		switch out.Class {
 		case Applied:
-			if err := d.Queue.Ack(ctx, callLogID, d.owner, e.ID); err != nil {
+			if err := d.Queue.Ack(after, callLogID, d.owner, e.ID); err != nil {
 				log.Warn("could not remove an applied update; it will be sent again", zap.Error(err))
 				return true
 			}
 			log.Debug("queued update applied", zap.String("entry", e.ID), zap.String("request_id", e.RequestID))
 		case NotFound, Rejected:
-			if !d.bury(ctx, log, e, out.Class.Code()+": "+out.Message, now) {
+			if !d.bury(after, log, e, out.Class.Code()+": "+out.Message, now) {
 				return true
 			}
 		default:
-			// Still live, or the call store is unwell: check again later.
-			next := d.Interval << min(attempt, 16)
+			// Still live, or the call store is unwell: check again later;
+			// cut short by a stop, check again at once, elsewhere.
+			next, tries := d.Interval<<min(attempt, 16), attempt+1
 			if next > d.MaxBackoff || next <= 0 {
 				next = d.MaxBackoff
 			}
-			if err := d.Queue.Schedule(ctx, callLogID, now.Add(next), attempt+1); err != nil {
+			if ctx.Err() != nil {
+				next, tries = 0, attempt
+			}
+			if err := d.Queue.Schedule(after, callLogID, now.Add(next), tries); err != nil {
 				log.Warn("could not reschedule a waiting call", zap.Error(err))
 			}
 			return true
 		}
+		if !held {
+			return true
+		}
 	}
 	return true
+}
+
+// send applies entry e, renewing the call's lease in the background every
+// third of it while the request is in flight (operations#the-queue-in-production). held is false when a
+// renewal failed: then no further attempt is made and nothing further may
+// be sent for the call, which another instance may hold by now.
+func (d *Drainer) send(ctx context.Context, log *zap.Logger, e queue.Entry) (out Outcome, held bool) {
+	sctx, cancel := context.WithTimeout(ctx, d.Timeout)
+	defer cancel()
+	var lost atomic.Bool
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(d.LeaseTTL / 3)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), d.LeaseTTL/3)
+			ok, err := d.Queue.Claim(rctx, e.CallLogID, d.owner, d.LeaseTTL)
+			rcancel()
+			if err != nil || !ok {
+				lost.Store(true)
+				cancel()
+				log.Warn("could not renew a call's lease while sending; nothing further is sent for it", zap.Bool("taken_by_another", err == nil), zap.Error(err))
+				return
+			}
+		}
+	}()
+	// The trace of the postback that queued the update goes with it (operations#call-store-transport).
+	out = d.Store.Patch(sctx, Target{Account: e.Account, Webhook: e.Webhook, RequestID: e.RequestID, TraceParent: e.TraceParent, TraceState: e.TraceState}, e.CallLogID, e.Patch)
+	close(stop)
+	wg.Wait()
+	return out, !lost.Load()
 }
 
 // bury moves e to the dead letters and reports whether it did.

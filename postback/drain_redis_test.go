@@ -201,3 +201,105 @@ func TestGracefulStopReleasesLeases(t *testing.T) {
 	go second.Run(secondCtx)
 	waitUntil(t, "the second instance to drain", 3*time.Second, func() bool { return store.count() >= 1 })
 }
+
+// overlapStore is a slow call store that applies every PATCH and records
+// any moment at which one call had two requests in flight.
+type overlapStore struct {
+	*httptest.Server
+	mu       sync.Mutex
+	inFlight map[string]int
+	overlaps []string
+	applied  map[string][]string
+}
+
+func newOverlapStore(t *testing.T, delay time.Duration) *overlapStore {
+	s := &overlapStore{inFlight: map[string]int{}, applied: map[string][]string{}}
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		id := strings.TrimPrefix(r.URL.Path, "/v1/calls/")
+		s.mu.Lock()
+		s.inFlight[id]++
+		if s.inFlight[id] > 1 {
+			s.overlaps = append(s.overlaps, id+" "+string(body))
+		}
+		s.mu.Unlock()
+		time.Sleep(delay)
+		s.mu.Lock()
+		s.inFlight[id]--
+		s.applied[id] = append(s.applied[id], string(body))
+		s.mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+func (s *overlapStore) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, a := range s.applied {
+		n += len(a)
+	}
+	return n
+}
+
+// operations#the-queue-in-production: with a call store slower than half the lease, the lease is
+// renewed while each request is in flight, so two drainers never have
+// requests for one call in flight at once and every update lands in order.
+func TestTwoDrainersSlowCallStore(t *testing.T) {
+	srv := redistest.Start(t)
+	// A lease long enough that a loaded machine's scheduling delays stay
+	// well under the renewal period (a third of it).
+	const lease = 3 * time.Second
+	store := newOverlapStore(t, lease/2+lease/20)
+	cs, err := postback.NewCallStore(postback.CallStoreConfig{URL: store.URL, Timeout: 5 * time.Second, MaxConcurrency: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, qa := newDrainer(t, srv.Addr(), cs, lease)
+	b, _ := newDrainer(t, srv.Addr(), cs, lease)
+	a.Timeout, b.Timeout = 5*time.Second, 5*time.Second
+
+	const calls, updates = 6, 3
+	ctx := context.Background()
+	now := time.Now()
+	for u := 0; u < updates; u++ {
+		for c := 0; c < calls; c++ {
+			e := &queue.Entry{CallLogID: fmt.Sprintf("slow-%02d", c), AcceptedAt: now, Patch: []byte(fmt.Sprintf(`{"seq":%d}`, u))}
+			if _, err := qa.Append(ctx, e, false, now); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	for _, d := range []*postback.Drainer{a, b} {
+		wg.Add(1)
+		go func(d *postback.Drainer) { defer wg.Done(); d.Run(runCtx) }(d)
+	}
+	waitUntil(t, "every update applied", 60*time.Second, func() bool {
+		st, _ := qa.Stats(ctx)
+		return store.count() >= calls*updates && st.PendingEntries == 0
+	})
+	cancel()
+	wg.Wait()
+
+	store.mu.Lock()
+	defer store.mu.Unlock()
+	if len(store.overlaps) > 0 {
+		t.Fatalf("two requests for one call in flight at once: %v", store.overlaps)
+	}
+	for c := 0; c < calls; c++ {
+		id := fmt.Sprintf("slow-%02d", c)
+		got := store.applied[id]
+		if len(got) != updates {
+			t.Fatalf("%s: %d PATCHes, want %d: %v", id, len(got), updates, got)
+		}
+		for u := range got {
+			if got[u] != fmt.Sprintf(`{"seq":%d}`, u) {
+				t.Fatalf("%s applied out of order: %v", id, got)
+			}
+		}
+	}
+}

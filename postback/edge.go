@@ -2,6 +2,9 @@ package postback
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,7 +26,18 @@ type Edge struct {
 	DrainInterval time.Duration
 	// UpstreamLimit, when set, bounds call-store requests across all requests.
 	UpstreamLimit *ConcurrencyLimit
-	Now           func() time.Time
+	// MaxPending bounds the updates waiting for one call; one more fails
+	// with too_many_pending (operations#the-queue-in-production). 0: no bound.
+	MaxPending int
+	// OrderingSkipped, when set, hears of each call sent to the call store
+	// without the ordering check because the queue could not answer
+	// (operations#when-redis-is-down).
+	OrderingSkipped func(callLogID string, err error)
+	// QueueTimeout is how long the queue client waits for one command, 0
+	// when the queue answers at once (memory); an ordering check not
+	// answered within two of them (the client retries once) is given up.
+	QueueTimeout time.Duration
+	Now          func() time.Time
 }
 
 // CallResult is the outcome of one call of a postback.
@@ -45,6 +59,11 @@ type Result struct {
 // Apply updates every call of req on behalf of webhook w. It never fails
 // as a whole: each call gets its own outcome (partner-api#responses).
 func (e *Edge) Apply(ctx context.Context, w *Webhook, requestID string, req *Request) *Result {
+	// A partner's hang-up cancels nothing already started: the call-store
+	// requests and the appends run to the deadline on a context of their
+	// own, so a call the call store found live is queued all the same
+	// (operations#delivery-guarantee).
+	ctx = context.WithoutCancel(ctx)
 	// The deadline travels beside ctx, not in it: a context and a timer per
 	// request were 2.7% of Caddy's CPU under load (BENCHMARKS.md).
 	now := e.now()
@@ -67,13 +86,56 @@ func (e *Edge) Apply(ctx context.Context, w *Webhook, requestID string, req *Req
 	}
 	patch := req.Update.AppendPatch(make([]byte, 0, 256))
 	res.Calls = make([]CallResult, len(ids))
-	if len(ids) == 1 {
-		res.Calls[0] = CallResult{ids[0], e.updateCall(ctx, deadline, t, ids[0], patch, now)}
+	entries := make([]queue.Entry, len(ids))
+	batch := make([]*queue.Entry, len(ids))
+	for i, id := range ids {
+		entries[i] = queue.Entry{UpdateID: newUpdateID(), CallLogID: id, Account: t.Account, Webhook: t.Webhook, RequestID: t.RequestID, AcceptedAt: now, Patch: patch,
+			TraceParent: t.TraceParent, TraceState: t.TraceState}
+		batch[i] = &entries[i]
+	}
+	// The ordering check of operations#order, for every call in one round
+	// trip: behind waiting updates, a new one waits too.
+	opts := queue.AppendOptions{IfPending: true, Due: now.Add(e.DrainInterval), MaxPending: e.MaxPending}
+	if e.QueueTimeout > 0 {
+		// Given up on, the check is followed by a send to the call store:
+		// a copy of it that reaches Redis later must not queue the update too.
+		opts.NotAfter = time.Now().Add(2 * e.QueueTimeout)
+	}
+	checks := e.Queue.AppendAll(ctx, batch, opts)
+	send := make([]pendingSend, 0, len(ids))
+	for i, c := range checks {
+		res.Calls[i].CallLogID = ids[i]
+		switch {
+		case c.Err == nil && c.Appended:
+			res.Calls[i].Outcome = Outcome{Class: Queued}
+		case errors.Is(c.Err, queue.ErrTooManyPending):
+			res.Calls[i].Outcome = tooManyPending
+		case c.Err != nil:
+			// The queue cannot answer: the update goes to the call store,
+			// so completed calls keep being served while the queue is down
+			// (operations#when-redis-is-down).
+			if e.OrderingSkipped != nil {
+				e.OrderingSkipped(ids[i], c.Err)
+			}
+			send = append(send, pendingSend{i, true})
+		default:
+			send = append(send, pendingSend{i, false})
+		}
+	}
+	opts.IfPending = false
+	if e.QueueTimeout > 0 {
+		// A 503 at the deadline must mean "not stored", also for a copy
+		// of the append that reaches Redis later; the margin covers a
+		// small difference between this host's clock and Redis's.
+		opts.NotAfter = deadline.Add(-min(time.Second, e.Deadline/10))
+	}
+	if len(send) == 1 {
+		e.updateCall(ctx, deadline, t, res, entries, send[0], opts)
 		return res
 	}
 	// A fixed pool of workers takes the calls in order: no goroutine or
 	// channel per call.
-	workers := min(len(ids), max(e.MaxConcurrency, 1))
+	workers := min(len(send), max(e.MaxConcurrency, 1))
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	wg.Add(workers)
@@ -82,10 +144,10 @@ func (e *Edge) Apply(ctx context.Context, w *Webhook, requestID string, req *Req
 			defer wg.Done()
 			for {
 				i := int(next.Add(1) - 1)
-				if i >= len(ids) {
+				if i >= len(send) {
 					return
 				}
-				res.Calls[i] = CallResult{ids[i], e.updateCall(ctx, deadline, t, ids[i], patch, now)}
+				e.updateCall(ctx, deadline, t, res, entries, send[i], opts)
 			}
 		}()
 	}
@@ -93,27 +155,91 @@ func (e *Edge) Apply(ctx context.Context, w *Webhook, requestID string, req *Req
 	return res
 }
 
-// updateCall applies the ordering rule of operations#order and the queueing of operations#the-queue.
-func (e *Edge) updateCall(ctx context.Context, deadline time.Time, t Target, id string, patch []byte, now time.Time) Outcome {
-	entry := queue.Entry{CallLogID: id, Account: t.Account, Webhook: t.Webhook, RequestID: t.RequestID, AcceptedAt: now, Patch: patch,
-		TraceParent: t.TraceParent, TraceState: t.TraceState}
-	due := now.Add(e.DrainInterval)
-	// Behind waiting updates, a new one waits too. If the queue cannot
-	// answer, the update goes to the call store: completed calls keep being
-	// served while the queue is down (README, "When Redis is down").
-	if appended, err := e.Queue.Append(ctx, &entry, true, due); err == nil && appended {
-		return Outcome{Class: Queued}
-	}
+// pendingSend is a call of a postback still to be sent to the call store;
+// unchecked when its ordering check got no answer.
+type pendingSend struct {
+	i         int
+	unchecked bool
+}
+
+var tooManyPending = Outcome{Class: TooManyPending, Message: "this call already has the most updates allowed waiting for it; send again once it completes"}
+
+// updateCall sends call s.i to the call store and queues it if the call is
+// live (operations#the-queue).
+func (e *Edge) updateCall(ctx context.Context, deadline time.Time, t Target, res *Result, entries []queue.Entry, s pendingSend, opts queue.AppendOptions) {
+	i := s.i
+	entry := &entries[i]
 	held := e.acquire(ctx, deadline)
-	out := e.Store.patchBy(ctx, deadline, t, id, patch)
+	out := e.Store.patchBy(ctx, deadline, t, entry.CallLogID, entry.Patch)
 	e.release(held)
 	if out.Class != Live {
-		return out
+		if s.unchecked {
+			// A copy of the unanswered ordering check may still reach the
+			// queue and store the update behind waiting ones: settle it, so
+			// that it does not. One try: the queue is likely still down,
+			// and completed calls must keep being served quickly.
+			sctx, cancel := context.WithDeadline(ctx, deadline)
+			_, _ = e.Queue.Settle(sctx, entry.CallLogID, entry.UpdateID)
+			cancel()
+		}
+		res.Calls[i].Outcome = out
+		return
 	}
-	if _, err := e.Queue.Append(ctx, &entry, false, due); err != nil {
+	res.Calls[i].Outcome = e.enqueue(ctx, deadline, entry, opts)
+}
+
+// enqueue appends a live call's update. An append without answer is
+// settled before the partner is answered, where the deadline allows, so
+// that a 503 means "not stored" (operations#delivery-guarantee).
+func (e *Edge) enqueue(ctx context.Context, deadline time.Time, entry *queue.Entry, opts queue.AppendOptions) Outcome {
+	r := e.Queue.AppendAll(ctx, []*queue.Entry{entry}, opts)[0]
+	switch {
+	case r.Err == nil && r.Appended:
+		return Outcome{Class: Queued}
+	case errors.Is(r.Err, queue.ErrTooManyPending):
+		return tooManyPending
+	}
+	stored, known := e.settle(ctx, deadline, entry)
+	switch {
+	case stored:
+		return Outcome{Class: Queued}
+	case known:
 		return Outcome{Class: QueueUnavailable, Message: "the call is in progress and the update could not be queued"}
 	}
-	return Outcome{Class: Queued}
+	return Outcome{Class: QueueUnavailable, Message: "the call is in progress and the queue did not answer; the update may still be applied"}
+}
+
+// settle asks the queue, until the deadline, whether an append without
+// answer stored the update; known is false when the queue never answered.
+func (e *Edge) settle(ctx context.Context, deadline time.Time, entry *queue.Entry) (stored, known bool) {
+	ctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	wait := 50 * time.Millisecond
+	for {
+		stored, err := e.Queue.Settle(ctx, entry.CallLogID, entry.UpdateID)
+		if err == nil {
+			return stored, true
+		}
+		if time.Until(deadline) < wait {
+			return false, false
+		}
+		timer := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return false, false
+		case <-timer.C:
+		}
+		wait = min(2*wait, 500*time.Millisecond)
+	}
+}
+
+// newUpdateID names one accepted update of one call before its first
+// append attempt (operations#delivery-guarantee).
+func newUpdateID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 func (e *Edge) acquire(ctx context.Context, deadline time.Time) bool {

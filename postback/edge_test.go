@@ -3,6 +3,7 @@ package postback
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -78,6 +79,30 @@ func (q *appendFailingQueue) Append(ctx context.Context, e *queue.Entry, ifPendi
 		return false, errQueueDown
 	}
 	return q.Memory.Append(ctx, e, ifPending, due)
+}
+
+func (q *appendFailingQueue) AppendAll(ctx context.Context, entries []*queue.Entry, opts queue.AppendOptions) []queue.AppendResult {
+	q.mu.Lock()
+	failing := q.failing
+	q.mu.Unlock()
+	if failing {
+		results := make([]queue.AppendResult, len(entries))
+		for i := range results {
+			results[i].Err = errQueueDown
+		}
+		return results
+	}
+	return q.Memory.AppendAll(ctx, entries, opts)
+}
+
+func (q *appendFailingQueue) Settle(ctx context.Context, callLogID, updateID string) (bool, error) {
+	q.mu.Lock()
+	failing := q.failing
+	q.mu.Unlock()
+	if failing {
+		return false, errQueueDown
+	}
+	return q.Memory.Settle(ctx, callLogID, updateID)
 }
 
 func TestEdgeSingleCall(t *testing.T) {
@@ -220,6 +245,9 @@ func TestEdgeQueueUnavailable(t *testing.T) {
 		s.addCall("done-1", "completed", "acct_1")
 		q := &appendFailingQueue{Memory: queue.NewMemory(), failing: true}
 		e := newTestEdge(t, s, q)
+		// The edge asks the queue until the deadline whether the append
+		// stored the update; this one never answers.
+		e.Deadline = 500 * time.Millisecond
 		w := acmeWebhook(t)
 
 		res := e.Apply(context.Background(), w, "req-1", revenueRequest("live-1", "done-1"))
@@ -456,7 +484,7 @@ func TestEdgeDeadlineBoundsFanOut(t *testing.T) {
 			t.Errorf("status %d (%s), want 502", status, outcomes(res))
 		}
 	})
-	t.Run("operations#connections-and-deadlines the request's own context still ends the fan-out earlier", func(t *testing.T) {
+	t.Run("operations#delivery-guarantee the partner's hang-up does not end the fan-out: it runs to the deadline", func(t *testing.T) {
 		t.Parallel()
 		s := newStoreDouble(t)
 		ids := manyCalls(s, "x-", 4)
@@ -465,16 +493,72 @@ func TestEdgeDeadlineBoundsFanOut(t *testing.T) {
 			return true
 		})
 		e := newTestEdge(t, s, queue.NewMemory())
-		e.Deadline = 5 * time.Second
-		start := time.Now()
-		res := e.Apply(ctxWithin(t, 150*time.Millisecond), acmeWebhook(t), "req-1", revenueRequest(ids...))
-		if elapsed := time.Since(start); elapsed > 1500*time.Millisecond {
-			t.Errorf("Apply took %v after its context ended at 150ms", elapsed)
-		}
+		e.Deadline = 600 * time.Millisecond
+		res := e.Apply(ctxWithin(t, 50*time.Millisecond), acmeWebhook(t), "req-1", revenueRequest(ids...))
+		// Cut by the partner, a call would end "cancelled" (upstream_error).
 		for _, c := range res.Calls {
-			if !c.Class.Failed() {
-				t.Errorf("%s: %s, want a failure", c.CallLogID, c.Class.Code())
+			if c.Class != UpstreamTimeout {
+				t.Errorf("%s: %s %q, want upstream_timeout at the deadline", c.CallLogID, c.Class.Code(), c.Message)
 			}
+		}
+	})
+}
+
+// lostAnswerQueue stores every append but answers it with an error, as
+// Redis does when the reply is lost to a timeout.
+type lostAnswerQueue struct{ *queue.Memory }
+
+func (q lostAnswerQueue) AppendAll(ctx context.Context, entries []*queue.Entry, opts queue.AppendOptions) []queue.AppendResult {
+	results := q.Memory.AppendAll(ctx, entries, opts)
+	for i := range results {
+		results[i] = queue.AppendResult{Err: errQueueDown}
+	}
+	return results
+}
+
+func TestEdgeSettlesAnAppendWithoutAnswer(t *testing.T) {
+	t.Parallel()
+	t.Run("operations#delivery-guarantee an append whose answer was lost is found stored: queued, not 503", func(t *testing.T) {
+		s := newStoreDouble(t)
+		s.addCall("live-1", "live", "acct_1")
+		q := lostAnswerQueue{queue.NewMemory()}
+		e := newTestEdge(t, s, q)
+		res := e.Apply(context.Background(), acmeWebhook(t), "req-1", revenueRequest("live-1"))
+		if got := outcomes(res); got != "live-1:queued" {
+			t.Fatalf("outcome %s, want queued", got)
+		}
+		if pending, _ := q.Pending(context.Background(), "live-1"); len(pending) != 1 {
+			t.Fatalf("%d entries waiting, want the update once", len(pending))
+		}
+	})
+}
+
+func TestEdgeTooManyPending(t *testing.T) {
+	t.Parallel()
+	t.Run("operations#the-queue-in-production the update past max_pending_per_call is refused with too_many_pending, 429, nothing stored", func(t *testing.T) {
+		s := newStoreDouble(t)
+		s.addCall("live-1", "live", "acct_1")
+		s.addCall("done-1", "completed", "acct_1")
+		q := queue.NewMemory()
+		e := newTestEdge(t, s, q)
+		e.MaxPending = 3
+		w := acmeWebhook(t)
+		for i := range 3 {
+			if got := outcomes(e.Apply(context.Background(), w, fmt.Sprint("req-", i), revenueRequest("live-1"))); got != "live-1:queued" {
+				t.Fatalf("update %d: %s, want queued", i, got)
+			}
+		}
+		res := e.Apply(context.Background(), w, "req-4", revenueRequest("live-1"))
+		body, status := AppendResponse(nil, res)
+		if status != http.StatusTooManyRequests || !strings.Contains(string(body), `"live-1":{"code":"too_many_pending"`) {
+			t.Fatalf("response %d %s, want 429 too_many_pending", status, body)
+		}
+		if pending, _ := q.Pending(context.Background(), "live-1"); len(pending) != 3 {
+			t.Fatalf("%d entries waiting, want 3", len(pending))
+		}
+		// The other calls of a batch are served.
+		if got := outcomes(e.Apply(context.Background(), w, "req-5", revenueRequest("live-1", "done-1"))); got != "live-1:too_many_pending done-1:applied" {
+			t.Fatalf("batch: %s", got)
 		}
 	})
 }

@@ -18,7 +18,14 @@ const (
 	UpstreamError
 	UpstreamTimeout
 	QueueUnavailable
+	// TooManyPending: the call already holds max_pending_per_call updates;
+	// nothing was stored (operations#the-queue-in-production). Transient: the
+	// same update may be sent again once the call drains.
+	TooManyPending
 )
+
+// classCount sizes arrays indexed by Class.
+const classCount = int(TooManyPending) + 1
 
 // Failed reports a class that lands the call in failed_call_log_ids.
 func (c Class) Failed() bool { return c >= NotFound }
@@ -36,6 +43,8 @@ func (c Class) Code() string {
 		return "upstream_timeout"
 	case QueueUnavailable:
 		return "queue_unavailable"
+	case TooManyPending:
+		return "too_many_pending"
 	case Queued, Live:
 		return "queued"
 	}
@@ -53,6 +62,8 @@ func (c Class) Status() int {
 		return http.StatusGatewayTimeout
 	case QueueUnavailable:
 		return http.StatusServiceUnavailable
+	case TooManyPending:
+		return http.StatusTooManyRequests
 	case UpstreamError:
 		return http.StatusBadGateway
 	case Queued:

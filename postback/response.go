@@ -5,7 +5,7 @@ import "net/http"
 // AppendResponse appends the body of docs/partner-api.md#responses for r and returns it with
 // the status of partner-api#status-codes.
 func AppendResponse(dst []byte, r *Result) ([]byte, int) {
-	var counts [QueueUnavailable + 1]int
+	var counts [classCount]int
 	failed := 0
 	for _, c := range r.Calls {
 		counts[c.Class]++
@@ -75,7 +75,7 @@ func appendIDs(dst []byte, calls []CallResult, pick func(Class) bool) []byte {
 
 // resultStatus applies partner-api#status-codes. When every call failed but not all for one
 // reason, the most frequent class decides, the first seen on a tie.
-func resultStatus(r *Result, counts *[QueueUnavailable + 1]int, failed int) int {
+func resultStatus(r *Result, counts *[classCount]int, failed int) int {
 	switch {
 	case failed == 0 && counts[Queued] > 0:
 		return http.StatusAccepted

@@ -9,6 +9,11 @@
 // the edges of its window: how many calls reached the call store, and over
 // how many new connections).
 //
+// For the drain benchmark (bench/drain), a call whose id starts with
+// "live-" is in progress: its PATCH is answered 409 {"state":"live"} until
+// POST /live/complete, after which it is applied and counted in
+// "live_applied" of /stats.
+//
 //	go build -o /tmp/upstream ./bench/upstream
 //	/tmp/upstream -addr 127.0.0.1:9191 -procs 1
 package main
@@ -34,16 +39,34 @@ var (
 
 	connsOpened atomic.Int64
 	requests    atomic.Int64
+	liveDone    atomic.Bool
+	liveApplied atomic.Int64
+	liveBody    = []byte(`{"state":"live"}`)
+	liveLength  = []string{"16"}
 )
 
 func handle(w http.ResponseWriter, r *http.Request) {
 	_, _ = io.Copy(io.Discard, r.Body)
 	switch {
+	case r.Method == http.MethodPatch && strings.HasPrefix(r.URL.Path, "/v1/calls/live-"):
+		if !liveDone.Load() {
+			h := w.Header()
+			h["Content-Type"] = jsonType
+			h["Content-Length"] = liveLength
+			w.WriteHeader(http.StatusConflict)
+			_, _ = w.Write(liveBody)
+			return
+		}
+		liveApplied.Add(1)
 	case r.Method == http.MethodPatch && strings.HasPrefix(r.URL.Path, "/v1/calls/") && len(r.URL.Path) > len("/v1/calls/"):
+	case r.Method == http.MethodPost && r.URL.Path == "/live/complete":
+		liveDone.Store(true)
+		w.WriteHeader(http.StatusNoContent)
+		return
 	case r.Method == http.MethodPost:
 	case r.Method == http.MethodGet && r.URL.Path == "/stats":
 		w.Header()["Content-Type"] = jsonType
-		fmt.Fprintf(w, `{"conns_opened":%d,"requests":%d}`, connsOpened.Load(), requests.Load())
+		fmt.Fprintf(w, `{"conns_opened":%d,"requests":%d,"live_applied":%d}`, connsOpened.Load(), requests.Load(), liveApplied.Load())
 		return
 	default:
 		http.NotFound(w, r)

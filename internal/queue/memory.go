@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"errors"
 	"sort"
 	"strconv"
 	"sync"
@@ -16,6 +17,10 @@ type Memory struct {
 	calls  map[string]*memCall
 	leases map[string]memLease
 	dead   map[string][]DeadEntry
+	// settled holds the updates Settle declared not stored (call, NUL,
+	// update ID). Memory never leaves an append's outcome unknown, so only
+	// a caller that settles without need adds to it.
+	settled map[string]bool
 }
 
 type memCall struct {
@@ -32,21 +37,51 @@ type memLease struct {
 // NewMemory returns an empty in-memory queue.
 func NewMemory() *Memory {
 	return &Memory{
-		calls:  make(map[string]*memCall),
-		leases: make(map[string]memLease),
-		dead:   make(map[string][]DeadEntry),
+		calls:   make(map[string]*memCall),
+		leases:  make(map[string]memLease),
+		dead:    make(map[string][]DeadEntry),
+		settled: make(map[string]bool),
 	}
 }
 
 func (m *Memory) Append(_ context.Context, e *Entry, ifPending bool, due time.Time) (bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	return m.append(e, AppendOptions{IfPending: ifPending, Due: due})
+}
+
+func (m *Memory) AppendAll(_ context.Context, entries []*Entry, opts AppendOptions) []AppendResult {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	results := make([]AppendResult, len(entries))
+	for i, e := range entries {
+		results[i].Appended, results[i].Err = m.append(e, opts)
+	}
+	return results
+}
+
+// append is one append; the caller holds m.mu.
+func (m *Memory) append(e *Entry, opts AppendOptions) (bool, error) {
+	if id, ok := m.stored(e.CallLogID, e.UpdateID); ok {
+		e.ID = id
+		return true, nil
+	}
+	if m.settled[e.CallLogID+"\x00"+e.UpdateID] {
+		return false, errSettled
+	}
 	c := m.calls[e.CallLogID]
-	if ifPending && (c == nil || len(c.entries) == 0) {
+	waiting := 0
+	if c != nil {
+		waiting = len(c.entries)
+	}
+	if opts.IfPending && waiting == 0 {
 		return false, nil
 	}
+	if opts.MaxPending > 0 && waiting >= opts.MaxPending {
+		return false, ErrTooManyPending
+	}
 	if c == nil {
-		c = &memCall{due: due}
+		c = &memCall{due: opts.Due}
 		m.calls[e.CallLogID] = c
 	}
 	m.seq++
@@ -54,6 +89,41 @@ func (m *Memory) Append(_ context.Context, e *Entry, ifPending bool, due time.Ti
 	e.ID = leftPad(strconv.FormatUint(m.seq, 10))
 	c.entries = append(c.entries, *e)
 	return true, nil
+}
+
+// stored finds an update among a call's entries, waiting or dead; the
+// caller holds m.mu.
+func (m *Memory) stored(callLogID, updateID string) (id string, ok bool) {
+	if updateID == "" {
+		return "", false
+	}
+	if c := m.calls[callLogID]; c != nil {
+		for _, e := range c.entries {
+			if e.UpdateID == updateID {
+				return e.ID, true
+			}
+		}
+	}
+	for _, d := range m.dead[callLogID] {
+		if d.UpdateID == updateID {
+			return d.ID, true
+		}
+	}
+	return "", false
+}
+
+// errSettled is the answer to an append that Settle declared not stored.
+var errSettled = errors.New("queue: the update was declared not stored")
+
+// Settle answers at once: an append to memory always has a known outcome.
+func (m *Memory) Settle(_ context.Context, callLogID, updateID string) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, ok := m.stored(callLogID, updateID)
+	if !ok && updateID != "" {
+		m.settled[callLogID+"\x00"+updateID] = true
+	}
+	return ok, nil
 }
 
 func (m *Memory) Wake(_ context.Context, callLogID string, now time.Time) (bool, error) {
@@ -65,6 +135,14 @@ func (m *Memory) Wake(_ context.Context, callLogID string, now time.Time) (bool,
 	}
 	c.due, c.attempt = now, 0
 	return true, nil
+}
+
+func (m *Memory) WakeAll(ctx context.Context, callLogIDs []string, now time.Time) ([]bool, error) {
+	pending := make([]bool, len(callLogIDs))
+	for i, id := range callLogIDs {
+		pending[i], _ = m.Wake(ctx, id, now)
+	}
+	return pending, nil
 }
 
 func (m *Memory) Due(_ context.Context, now time.Time, limit int) ([]Due, error) {
@@ -208,6 +286,9 @@ func (m *Memory) Stats(context.Context) (Stats, error) {
 	for _, c := range m.calls {
 		s.PendingCalls++
 		s.PendingEntries += len(c.entries)
+		if at := c.entries[0].AcceptedAt; s.OldestPending.IsZero() || at.Before(s.OldestPending) {
+			s.OldestPending = at
+		}
 	}
 	for _, d := range m.dead {
 		s.DeadCalls++

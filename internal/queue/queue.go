@@ -16,7 +16,12 @@ import (
 type Entry struct {
 	// ID is assigned by the queue on Append; IDs of one call increase in
 	// the order the entries were accepted.
-	ID        string
+	ID string
+	// UpdateID names the accepted update. The edge makes it before the
+	// first append attempt, so an append that runs twice (a client retry
+	// after a timeout) stores the update once (operations#delivery-guarantee).
+	// Empty: no such guard.
+	UpdateID  string
 	CallLogID string
 	// Account is sent upstream as X-Account-Id when the entry is applied.
 	Account    string
@@ -52,6 +57,39 @@ type Stats struct {
 	PendingEntries int `json:"pending_entries"`
 	DeadCalls      int `json:"dead_calls"`
 	DeadEntries    int `json:"dead_entries"`
+	// OldestPending is when the oldest update still waiting was accepted;
+	// zero when none waits.
+	OldestPending time.Time `json:"oldest_pending_at,omitzero"`
+}
+
+// ErrTooManyPending is returned by AppendAll for an entry whose call
+// already holds the most entries allowed (operations#the-queue-in-production);
+// nothing was stored.
+var ErrTooManyPending = errors.New("queue: too many updates waiting for this call")
+
+// AppendOptions are the settings of one AppendAll.
+type AppendOptions struct {
+	// IfPending appends only to calls that already have entries waiting,
+	// atomically: the ordering rule of operations#order.
+	IfPending bool
+	// Due schedules a call's next check unless it is already scheduled.
+	Due time.Time
+	// MaxPending, when above zero, refuses an entry whose call already has
+	// that many waiting, with ErrTooManyPending.
+	MaxPending int
+	// NotAfter, when set, is when the caller stops waiting for an answer:
+	// an append that reaches the store later (a copy held up in a paused
+	// server's socket) stores nothing, by the store's clock.
+	NotAfter time.Time
+}
+
+// AppendResult is what became of one entry of an AppendAll.
+type AppendResult struct {
+	// Appended is false when IfPending found nothing waiting, or on error.
+	Appended bool
+	// Err is ErrTooManyPending, or a failure to reach the store: then the
+	// entry may or may not be stored, which Settle decides.
+	Err error
 }
 
 // ErrNotLeaseholder is returned by Ack and Bury when owner does not hold
@@ -69,9 +107,25 @@ type Queue interface {
 	// ordering rule of operations#order.
 	Append(ctx context.Context, e *Entry, ifPending bool, due time.Time) (appended bool, err error)
 
+	// AppendAll appends each entry as Append does, bounded by
+	// opts.MaxPending, in one round trip to the store where it allows.
+	// results[i] is entries[i]'s. An entry whose UpdateID is stored already
+	// is not stored again: its result is that of the first append.
+	AppendAll(ctx context.Context, entries []*Entry, opts AppendOptions) (results []AppendResult)
+
+	// Settle decides an append whose outcome is unknown (it failed to get
+	// an answer): it reports whether the update updateID of the call is
+	// stored, and when it is not, makes sure it never will be, so that a
+	// late copy of the append changes nothing (operations#delivery-guarantee).
+	Settle(ctx context.Context, callLogID, updateID string) (stored bool, err error)
+
 	// Wake schedules a call with entries waiting for a check now, with its
 	// attempt count reset (operations#completion-and-dead-letters). It reports whether the call has entries.
 	Wake(ctx context.Context, callLogID string, now time.Time) (pending bool, err error)
+
+	// WakeAll wakes many calls as Wake does, in one round trip to the store
+	// where it allows (operations#the-queue-in-production); pending[i] is callLogIDs[i]'s.
+	WakeAll(ctx context.Context, callLogIDs []string, now time.Time) (pending []bool, err error)
 
 	// Due returns up to limit calls whose next check is at or before now.
 	Due(ctx context.Context, now time.Time, limit int) ([]Due, error)

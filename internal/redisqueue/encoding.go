@@ -12,7 +12,7 @@ import (
 
 // An entry is stored as one compact JSON object whose first member is its ID:
 //
-//	{"id":"00000000000000000001","call":"c1","account":"acct_1","webhook":"acme","request_id":"r1","accepted_at":"2026-03-27T10:00:00Z","patch":"{\"converted\":true}"}
+//	{"id":"00000000000000000001","update_id":"9f86d081884c7d65","call":"c1","account":"acct_1","webhook":"acme","request_id":"r1","accepted_at":"2026-03-27T10:00:00Z","patch":"{\"converted\":true}"}
 //
 // followed, when the postback had a trace context, by "traceparent" and
 // "tracestate" (docs/operations.md#call-store-transport).
@@ -38,7 +38,11 @@ const idWidth = 20
 
 // entryTail encodes e without its ID: everything after `{"id":"<id>"`.
 func entryTail(e *queue.Entry) []byte {
-	b := make([]byte, 0, 128+len(e.CallLogID)+len(e.Account)+len(e.Webhook)+len(e.RequestID)+len(e.Patch)*5/4)
+	b := make([]byte, 0, 160+len(e.UpdateID)+len(e.CallLogID)+len(e.Account)+len(e.Webhook)+len(e.RequestID)+len(e.Patch)*5/4)
+	if e.UpdateID != "" {
+		b = append(b, `,"update_id":`...)
+		b = appendString(b, e.UpdateID)
+	}
 	b = append(b, `,"call":`...)
 	b = appendString(b, e.CallLogID)
 	b = append(b, `,"account":`...)
@@ -89,6 +93,8 @@ func decodeEntry(stored string) (queue.Entry, error) {
 		switch key.Str {
 		case "id":
 			e.ID = value.Str
+		case "update_id":
+			e.UpdateID = value.Str
 		case "call":
 			e.CallLogID = value.Str
 		case "account":

@@ -7,9 +7,11 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/callpostback/caddy-postback/internal/queue"
 )
 
-// The due index (a sorted set of call IDs scored by next check) and the dead
+// The due index (sorted sets of call IDs scored by next check, in shards) and the dead
 // index (a set of calls with dead letters) are global keys, each in a slot of
 // its own, so no step can change a call's keys and an index atomically: on
 // Cluster that would be a cross-slot script. They are kept consistent instead
@@ -40,15 +42,40 @@ import (
 
 // index adds the call to the due index unless it is already there.
 func (q *Queue) index(ctx context.Context, callLogID string, at time.Time) error {
-	if err := q.client.ZAddNX(ctx, q.dueKey, redis.Z{Score: score(at), Member: callLogID}).Err(); err != nil {
+	if err := q.client.ZAddNX(ctx, q.dueKeyOf(callLogID), redis.Z{Score: score(at), Member: callLogID}).Err(); err != nil {
 		return fmt.Errorf("redisqueue: index call: %w", err)
+	}
+	return nil
+}
+
+// indexAll adds the calls of entries to the due index, each unless it is
+// there already, in one command.
+func (q *Queue) indexAll(ctx context.Context, entries []*queue.Entry, at time.Time) error {
+	if len(entries) == 0 {
+		return nil
+	}
+	if len(entries) == 1 {
+		return q.index(ctx, entries[0].CallLogID, at)
+	}
+	// One ZADD per shard, all in one pipeline.
+	byShard := make(map[string][]redis.Z)
+	for _, e := range entries {
+		key := q.dueKeyOf(e.CallLogID)
+		byShard[key] = append(byShard[key], redis.Z{Score: score(at), Member: e.CallLogID})
+	}
+	pipe := q.client.Pipeline()
+	for key, members := range byShard {
+		pipe.ZAddNX(ctx, key, members...)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("redisqueue: index calls: %w", err)
 	}
 	return nil
 }
 
 // schedule sets the call's next check in the due index.
 func (q *Queue) schedule(ctx context.Context, callLogID string, at time.Time) error {
-	if err := q.client.ZAdd(ctx, q.dueKey, redis.Z{Score: score(at), Member: callLogID}).Err(); err != nil {
+	if err := q.client.ZAdd(ctx, q.dueKeyOf(callLogID), redis.Z{Score: score(at), Member: callLogID}).Err(); err != nil {
 		return fmt.Errorf("redisqueue: schedule call: %w", err)
 	}
 	return nil
@@ -57,7 +84,7 @@ func (q *Queue) schedule(ctx context.Context, callLogID string, at time.Time) er
 // unindexIfEmpty takes a call whose list was seen empty out of the due
 // index, and puts it back, due at at, if entries arrived meanwhile (rule 2).
 func (q *Queue) unindexIfEmpty(ctx context.Context, callLogID string, at time.Time) error {
-	if err := q.client.ZRem(ctx, q.dueKey, callLogID).Err(); err != nil {
+	if err := q.client.ZRem(ctx, q.dueKeyOf(callLogID), callLogID).Err(); err != nil {
 		return fmt.Errorf("redisqueue: unindex call: %w", err)
 	}
 	waiting, err := q.client.LLen(ctx, q.keysOf(callLogID).list).Result()

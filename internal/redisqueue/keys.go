@@ -8,13 +8,21 @@ import "strings"
 //	postback:{call:c1}:dead    LIST    the dead letters, oldest first
 //	postback:{call:c1}:lease   STRING  the drainer holding the lease, with its expiry
 //	postback:{call:c1}:meta    HASH    seq (the last entry ID) and attempt (checks so far)
-//	postback:due               ZSET    calls with entries waiting, scored by next check (Unix ms)
+//	postback:{due:07}          ZSET    one of dueShards shards of the calls with entries
+//	                                   waiting, scored by next check (Unix ms)
 //	postback:dead              SET     calls with dead letters
 //
 // Every key of one call carries the hash tag {call:<id>}, so in Redis Cluster
-// they share a slot and one script can touch them all. The two global indexes
-// live in slots of their own and are never touched by a script or MULTI
-// together with a call's keys (see index.go for how they stay consistent).
+// they share a slot and one script can touch them all. The indexes live in
+// slots of their own and are never touched by a script or MULTI together
+// with a call's keys (see index.go for how they stay consistent). The due
+// index is split into shards, each its own hash tag, so that on Cluster its
+// keys, and the work of the periodic check, spread over the masters
+// (docs/operations.md#the-queue-in-production); a call's shard follows from its ID.
+//
+// postback:due, the unsharded due index of earlier versions, is still read:
+// Due moves what it finds there into the shards, so an upgrade, rolling or
+// not, loses no waiting call.
 
 // callKeys are the keys of one call, all in one cluster slot.
 type callKeys struct {
@@ -40,4 +48,23 @@ func (q *Queue) keysOf(callLogID string) callKeys {
 		lease: base + "lease",
 		meta:  base + "meta",
 	}
+}
+
+// dueShards is how many keys the due index is split into: enough for a
+// Cluster of a dozen masters to each hold some.
+const dueShards = 16
+
+// dueKeyOf is the due-index shard that holds the call.
+func (q *Queue) dueKeyOf(callLogID string) string {
+	return q.dueKeys[shardOf(callLogID)]
+}
+
+// shardOf is FNV-1a of the ID, modulo dueShards.
+func shardOf(callLogID string) int {
+	h := uint32(2166136261)
+	for i := 0; i < len(callLogID); i++ {
+		h ^= uint32(callLogID[i])
+		h *= 16777619
+	}
+	return int(h % dueShards)
 }

@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"strconv"
 	"time"
 
@@ -29,10 +30,13 @@ const counterRetention = 7 * 24 * time.Hour
 // Queue is a queue.Queue in Redis, safe for concurrent use by many
 // goroutines and many processes.
 type Queue struct {
-	client  redis.UniversalClient
-	prefix  string
-	dueKey  string
-	deadKey string
+	client redis.UniversalClient
+	prefix string
+	// dueKeys are the shards of the due index; legacyDueKey is the
+	// unsharded index of earlier versions (keys.go).
+	dueKeys      []string
+	legacyDueKey string
+	deadKey      string
 }
 
 // New returns a Queue over client, whose keys all start with prefix
@@ -45,37 +49,92 @@ func New(client redis.UniversalClient, prefix string) *Queue {
 	if prefix == "" {
 		prefix = DefaultPrefix
 	}
-	return &Queue{
-		client:  client,
-		prefix:  prefix,
-		dueKey:  prefix + "due",
-		deadKey: prefix + "dead",
+	q := &Queue{
+		client:       client,
+		prefix:       prefix,
+		legacyDueKey: prefix + "due",
+		deadKey:      prefix + "dead",
 	}
+	for i := range dueShards {
+		q.dueKeys = append(q.dueKeys, fmt.Sprintf("%s{due:%02d}", prefix, i))
+	}
+	return q
 }
 
 func (q *Queue) Append(ctx context.Context, e *queue.Entry, ifPending bool, due time.Time) (bool, error) {
-	if !ifPending {
-		if err := q.index(ctx, e.CallLogID, due); err != nil {
-			return false, fmt.Errorf("redisqueue: append to call %q: %w", e.CallLogID, err)
+	r := q.AppendAll(ctx, []*queue.Entry{e}, queue.AppendOptions{IfPending: ifPending, Due: due})[0]
+	return r.Appended, r.Err
+}
+
+// AppendAll runs the append script of every entry in one pipeline; on
+// Cluster, go-redis sends one pipeline per node.
+func (q *Queue) AppendAll(ctx context.Context, entries []*queue.Entry, opts queue.AppendOptions) []queue.AppendResult {
+	results := make([]queue.AppendResult, len(entries))
+	if len(entries) == 0 {
+		return results
+	}
+	if !opts.IfPending {
+		// Rule 1 of index.go: indexed before the entry is stored.
+		if err := q.indexAll(ctx, entries, opts.Due); err != nil {
+			for i, e := range entries {
+				results[i].Err = fmt.Errorf("redisqueue: append to call %q: %w", e.CallLogID, err)
+			}
+			return results
 		}
 	}
-	keys := q.keysOf(e.CallLogID)
 	onlyBehind := "0"
-	if ifPending {
+	if opts.IfPending {
 		onlyBehind = "1"
 	}
-	id, err := appendScript.Run(ctx, q.client, []string{keys.list, keys.meta}, onlyBehind, entryTail(e)).Text()
-	if errors.Is(err, redis.Nil) {
-		return false, nil
+	var notAfter int64
+	if !opts.NotAfter.IsZero() {
+		notAfter = opts.NotAfter.UnixMilli()
 	}
+	cmds := runPipelined(ctx, q.client, appendScript, len(entries), func(i int) ([]string, []any) {
+		e := entries[i]
+		keys := q.keysOf(e.CallLogID)
+		return []string{keys.list, keys.meta}, []any{onlyBehind, entryTail(e), e.UpdateID, opts.MaxPending, notAfter, counterRetention.Milliseconds()}
+	})
+	var appended []*queue.Entry
+	for i, cmd := range cmds {
+		e := entries[i]
+		reply, err := cmd.Result()
+		switch v := reply.(type) {
+		case nil:
+			if err != nil && !errors.Is(err, redis.Nil) {
+				results[i].Err = fmt.Errorf("redisqueue: append to call %q: %w", e.CallLogID, err)
+			}
+		case string:
+			e.ID = v
+			results[i].Appended = true
+			appended = append(appended, e)
+		case int64:
+			if v == -1 {
+				results[i].Err = queue.ErrTooManyPending
+			} else {
+				results[i].Err = fmt.Errorf("redisqueue: append to call %q: %w", e.CallLogID, errSettled)
+			}
+		default:
+			results[i].Err = fmt.Errorf("redisqueue: append to call %q: unexpected reply %v", e.CallLogID, reply)
+		}
+	}
+	// The entries are stored, so the appends succeeded even if this fails:
+	// the calls are indexed already (index.go, rule 1).
+	_ = q.indexAll(ctx, appended, opts.Due)
+	return results
+}
+
+// errSettled is the answer to an append that Settle already declared not
+// stored: its caller has given up on it.
+var errSettled = errors.New("the update was declared not stored after an append without answer")
+
+func (q *Queue) Settle(ctx context.Context, callLogID, updateID string) (bool, error) {
+	keys := q.keysOf(callLogID)
+	stored, err := settleScript.Run(ctx, q.client, []string{keys.list, keys.dead, keys.meta}, updateID, counterRetention.Milliseconds()).Int()
 	if err != nil {
-		return false, fmt.Errorf("redisqueue: append to call %q: %w", e.CallLogID, err)
+		return false, fmt.Errorf("redisqueue: settle an append to call %q: %w", callLogID, err)
 	}
-	e.ID = id
-	// The entry is stored, so the append succeeded even if this fails: the
-	// call is indexed already (index.go, rule 1).
-	_ = q.index(ctx, e.CallLogID, due)
-	return true, nil
+	return stored == 1, nil
 }
 
 func (q *Queue) Wake(ctx context.Context, callLogID string, now time.Time) (bool, error) {
@@ -85,6 +144,48 @@ func (q *Queue) Wake(ctx context.Context, callLogID string, now time.Time) (bool
 	}
 	if err != nil {
 		return false, fmt.Errorf("redisqueue: wake call %q: %w", callLogID, err)
+	}
+	return pending, nil
+}
+
+// WakeAll resets every call's attempt count and moves those in the due
+// index to now, all in one pipeline. A call with entries waiting but no
+// index member (index.go, what can remain) is put back in a second round
+// trip, which only such calls cost.
+func (q *Queue) WakeAll(ctx context.Context, callLogIDs []string, now time.Time) ([]bool, error) {
+	if len(callLogIDs) == 0 {
+		return nil, nil
+	}
+	attempts := runPipelinedWith(ctx, q.client, setAttemptScript, len(callLogIDs), func(i int) ([]string, []any) {
+		keys := q.keysOf(callLogIDs[i])
+		return []string{keys.list, keys.meta}, []any{0}
+	}, func(pipe redis.Pipeliner) []*redis.IntCmd {
+		moved := make([]*redis.IntCmd, len(callLogIDs))
+		for i, id := range callLogIDs {
+			moved[i] = pipe.ZAddArgs(ctx, q.dueKeyOf(id), redis.ZAddArgs{XX: true, Ch: true, Members: []redis.Z{{Score: score(now), Member: id}}})
+		}
+		return moved
+	})
+	pending := make([]bool, len(callLogIDs))
+	var lost []string
+	for i, cmd := range attempts.scripts {
+		n, err := cmd.Int()
+		if err != nil {
+			return nil, fmt.Errorf("redisqueue: wake call %q: %w", callLogIDs[i], err)
+		}
+		pending[i] = n == 1
+		moved, err := attempts.extra[i].Result()
+		if err != nil {
+			return nil, fmt.Errorf("redisqueue: wake call %q: %w", callLogIDs[i], err)
+		}
+		if pending[i] && moved == 0 {
+			lost = append(lost, callLogIDs[i])
+		}
+	}
+	for _, id := range lost {
+		if err := q.schedule(ctx, id, now); err != nil {
+			return nil, fmt.Errorf("redisqueue: wake call %q: %w", id, err)
+		}
 	}
 	return pending, nil
 }
@@ -108,43 +209,107 @@ func (q *Queue) setAttempt(ctx context.Context, callLogID string, attempt int) (
 	return pending == 1, err
 }
 
+// Due reads every shard of the due index in one pipeline and takes the
+// calls due soonest. Calls found empty are skipped and leave the index
+// (index.go, rule 3), so it reads again until limit or no more are due.
 func (q *Queue) Due(ctx context.Context, now time.Time, limit int) ([]queue.Due, error) {
 	var due []queue.Due
 	seen := make(map[string]bool)
-	// Calls found empty are skipped and leave the index (index.go, rule 3),
-	// so a page may yield fewer calls than it held: read on until limit.
-	for offset := int64(0); len(due) < limit; {
-		want := limit - len(due)
-		ids, err := q.client.ZRangeByScore(ctx, q.dueKey, &redis.ZRangeBy{
-			Min: "-inf", Max: maxScore(now), Offset: offset, Count: int64(want),
-		}).Result()
+	for round := 0; len(due) < limit && round < 8; round++ {
+		candidates, full, err := q.dueCandidates(ctx, now, limit+len(seen))
 		if err != nil {
 			return nil, fmt.Errorf("redisqueue: due calls: %w", err)
+		}
+		var ids []string
+		for _, id := range candidates {
+			if !seen[id] {
+				ids = append(ids, id)
+			}
+		}
+		if len(ids) == 0 {
+			break
 		}
 		waiting, attempts, err := q.probe(ctx, ids)
 		if err != nil {
 			return nil, fmt.Errorf("redisqueue: due calls: %w", err)
 		}
-		// The next page starts after this one, less the calls taken out.
-		offset += int64(len(ids))
+		dropped := 0
 		for i, id := range ids {
+			seen[id] = true
 			switch {
-			case seen[id]:
 			case waiting[i] == 0:
 				if err := q.unindexIfEmpty(ctx, id, now); err != nil {
 					return nil, fmt.Errorf("redisqueue: due calls: %w", err)
 				}
-				offset--
-			default:
+				dropped++
+			case len(due) < limit:
 				due = append(due, queue.Due{CallLogID: id, Attempt: attempts[i]})
 			}
-			seen[id] = true
 		}
-		if len(ids) < want {
+		// Another round only helps when calls were dropped from a shard
+		// that had more to give.
+		if dropped == 0 || !full {
 			break
 		}
 	}
 	return due, nil
+}
+
+// dueCandidates reads up to limit due calls from each shard, and from the
+// index of earlier versions, whose members it moves into their shards; it
+// returns them soonest first, and whether some key had more.
+func (q *Queue) dueCandidates(ctx context.Context, now time.Time, limit int) ([]string, bool, error) {
+	keys := append(q.dueKeys[:len(q.dueKeys):len(q.dueKeys)], q.legacyDueKey)
+	pipe := q.client.Pipeline()
+	cmds := make([]*redis.ZSliceCmd, len(keys))
+	for i, key := range keys {
+		cmds[i] = pipe.ZRangeByScoreWithScores(ctx, key, &redis.ZRangeBy{Min: "-inf", Max: maxScore(now), Count: int64(limit)})
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, false, err
+	}
+	var all []redis.Z
+	full := false
+	for i, cmd := range cmds {
+		zs := cmd.Val()
+		full = full || len(zs) == limit
+		all = append(all, zs...)
+		if keys[i] == q.legacyDueKey && len(zs) > 0 {
+			if err := q.moveLegacy(ctx, zs); err != nil {
+				return nil, false, err
+			}
+		}
+	}
+	full = full || len(all) > limit
+	sort.SliceStable(all, func(i, j int) bool { return all[i].Score < all[j].Score })
+	ids := make([]string, 0, min(len(all), limit))
+	dup := make(map[string]bool, len(all))
+	for _, z := range all {
+		id, _ := z.Member.(string)
+		if !dup[id] && len(ids) < limit {
+			dup[id] = true
+			ids = append(ids, id)
+		}
+	}
+	return ids, full, nil
+}
+
+// moveLegacy moves members of the index of earlier versions into their
+// shards, keeping an earlier next check already there.
+func (q *Queue) moveLegacy(ctx context.Context, zs []redis.Z) error {
+	pipe := q.client.Pipeline()
+	for _, z := range zs {
+		id, _ := z.Member.(string)
+		pipe.ZAddArgs(ctx, q.dueKeyOf(id), redis.ZAddArgs{LT: true, Members: []redis.Z{z}})
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return err
+	}
+	members := make([]any, len(zs))
+	for i, z := range zs {
+		members[i] = z.Member
+	}
+	return q.client.ZRem(ctx, q.legacyDueKey, members...).Err()
 }
 
 // probe reads how many entries wait for each call and its attempt count.
@@ -217,7 +382,7 @@ func (q *Queue) Head(ctx context.Context, callLogID string) (queue.Entry, bool, 
 func (q *Queue) Ack(ctx context.Context, callLogID, owner, id string) error {
 	keys := q.keysOf(callLogID)
 	waiting, err := ackScript.Run(ctx, q.client, []string{keys.lease, keys.list, keys.dead, keys.meta},
-		owner, headPrefix(id), counterRetention.Milliseconds()).Int()
+		owner, headPrefix(id), counterRetention.Milliseconds(), id).Int()
 	if err != nil {
 		return fmt.Errorf("redisqueue: ack call %q: %w", callLogID, err)
 	}
@@ -237,8 +402,8 @@ func (q *Queue) Bury(ctx context.Context, callLogID, owner, id, reason string, a
 		return fmt.Errorf("redisqueue: bury in call %q: %w", callLogID, err)
 	}
 	keys := q.keysOf(callLogID)
-	waiting, err := buryScript.Run(ctx, q.client, []string{keys.lease, keys.list, keys.dead},
-		owner, headPrefix(id), deadInfo(reason, at)).Int()
+	waiting, err := buryScript.Run(ctx, q.client, []string{keys.lease, keys.list, keys.dead, keys.meta},
+		owner, headPrefix(id), deadInfo(reason, at), id).Int()
 	if err != nil {
 		return fmt.Errorf("redisqueue: bury in call %q: %w", callLogID, err)
 	}

@@ -2,7 +2,11 @@ package redisqueue
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"time"
+
+	"github.com/tidwall/gjson"
 
 	"github.com/callpostback/caddy-postback/internal/queue"
 	"github.com/redis/go-redis/v9"
@@ -17,16 +21,25 @@ const statsBatch = 500
 // rule 3); with writes going on meanwhile, the counts are a close estimate.
 func (q *Queue) Stats(ctx context.Context) (queue.Stats, error) {
 	var s queue.Stats
-	pending, err := q.members(ctx, q.dueKey, true)
+	var pending []string
+	var err error
+	for _, key := range append(q.dueKeys[:len(q.dueKeys):len(q.dueKeys)], q.legacyDueKey) {
+		var some []string
+		if some, err = q.members(ctx, key, true); err != nil {
+			break
+		}
+		pending = append(pending, some...)
+	}
+	pending = unique(pending)
 	if err == nil {
-		s.PendingCalls, s.PendingEntries, err = q.countLists(ctx, pending, func(k callKeys) string { return k.list })
+		s.PendingCalls, s.PendingEntries, s.OldestPending, err = q.countLists(ctx, pending, func(k callKeys) string { return k.list })
 	}
 	if err != nil {
 		return queue.Stats{}, fmt.Errorf("redisqueue: stats of waiting entries: %w", err)
 	}
 	dead, err := q.members(ctx, q.deadKey, false)
 	if err == nil {
-		s.DeadCalls, s.DeadEntries, err = q.countLists(ctx, dead, func(k callKeys) string { return k.dead })
+		s.DeadCalls, s.DeadEntries, _, err = q.countLists(ctx, dead, func(k callKeys) string { return k.dead })
 	}
 	if err != nil {
 		return queue.Stats{}, fmt.Errorf("redisqueue: stats of dead letters: %w", err)
@@ -68,25 +81,47 @@ func (q *Queue) members(ctx context.Context, key string, sorted bool) ([]string,
 }
 
 // countLists counts the calls whose list (picked by which) is not empty and
-// the entries in them.
-func (q *Queue) countLists(ctx context.Context, callLogIDs []string, which func(callKeys) string) (calls, entries int, err error) {
+// the entries in them, and finds the oldest first entry.
+func (q *Queue) countLists(ctx context.Context, callLogIDs []string, which func(callKeys) string) (calls, entries int, oldest time.Time, err error) {
 	for len(callLogIDs) > 0 {
 		batch := callLogIDs[:min(len(callLogIDs), statsBatch)]
 		callLogIDs = callLogIDs[len(batch):]
 		pipe := q.client.Pipeline()
 		lens := make([]*redis.IntCmd, len(batch))
+		heads := make([]*redis.StringCmd, len(batch))
 		for i, id := range batch {
 			lens[i] = pipe.LLen(ctx, which(q.keysOf(id)))
+			heads[i] = pipe.LIndex(ctx, which(q.keysOf(id)), 0)
 		}
-		if _, err := pipe.Exec(ctx); err != nil {
-			return 0, 0, err
+		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+			return 0, 0, time.Time{}, err
 		}
-		for _, n := range lens {
-			if n.Val() > 0 {
-				calls++
-				entries += int(n.Val())
+		for i, n := range lens {
+			if n.Val() == 0 {
+				continue
+			}
+			calls++
+			entries += int(n.Val())
+			// A dead letter starts with its reason line; only waiting
+			// entries are read for their age.
+			if at, err := parseTime(gjson.Get(heads[i].Val(), "accepted_at").Str); err == nil && (oldest.IsZero() || at.Before(oldest)) {
+				oldest = at
 			}
 		}
 	}
-	return calls, entries, nil
+	return calls, entries, oldest, nil
+}
+
+// unique drops repeated IDs, keeping the first of each: a call moving from
+// the index of earlier versions into its shard may be read in both.
+func unique(ids []string) []string {
+	seen := make(map[string]bool, len(ids))
+	out := ids[:0]
+	for _, id := range ids {
+		if !seen[id] {
+			seen[id] = true
+			out = append(out, id)
+		}
+	}
+	return out
 }

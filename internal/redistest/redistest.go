@@ -149,6 +149,24 @@ func (s *Server) Kill() {
 	}
 }
 
+// Pause stops the process (SIGSTOP) without ending it, as a long fork, a
+// swap storm or a stalled VM does: connections stay open and commands
+// wait in their sockets until Resume.
+func (s *Server) Pause() {
+	s.t.Helper()
+	if err := s.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		s.t.Fatalf("redistest: pausing redis-server: %v", err)
+	}
+}
+
+// Resume continues a paused process (SIGCONT).
+func (s *Server) Resume() {
+	s.t.Helper()
+	if err := s.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		s.t.Fatalf("redistest: resuming redis-server: %v", err)
+	}
+}
+
 // Restart stops the server if it runs and starts it again on the same port
 // and directory, so with AppendOnly it comes back with its data.
 func (s *Server) Restart() {

@@ -176,7 +176,11 @@ func Run(t *testing.T, newQueue func(t *testing.T) queue.Queue) {
 			t.Fatalf("dead = %+v, %v", dead, err)
 		}
 		st, err := q.Stats(ctx)
-		if err != nil || st != (queue.Stats{PendingCalls: 1, PendingEntries: 1, DeadCalls: 1, DeadEntries: 1}) {
+		if err != nil || !st.OldestPending.Equal(now) {
+			t.Fatalf("oldest pending = %v, %v; want %v", st.OldestPending, err, now)
+		}
+		st.OldestPending = time.Time{}
+		if st != (queue.Stats{PendingCalls: 1, PendingEntries: 1, DeadCalls: 1, DeadEntries: 1}) {
 			t.Fatalf("stats = %+v, %v", st, err)
 		}
 		n, err := q.Requeue(ctx, "c1", now)
@@ -202,7 +206,7 @@ func Run(t *testing.T, newQueue func(t *testing.T) queue.Queue) {
 		if due, _ := q.Due(ctx, now.Add(time.Hour), 10); len(due) != 0 {
 			t.Fatalf("empty call still due: %v", due)
 		}
-		if st, _ := q.Stats(ctx); st.PendingCalls != 0 || st.PendingEntries != 0 {
+		if st, _ := q.Stats(ctx); st.PendingCalls != 0 || st.PendingEntries != 0 || !st.OldestPending.IsZero() {
 			t.Fatalf("stats after drain = %+v", st)
 		}
 		if pending, _ := q.Wake(ctx, "c1", now); pending {
@@ -238,6 +242,101 @@ func Run(t *testing.T, newQueue func(t *testing.T) queue.Queue) {
 				t.Fatalf("writer %d's entries out of order: %d after %d", w, i, prev)
 			}
 			last[w] = i
+		}
+	})
+
+	t.Run("operations#delivery-guarantee an update appended twice is stored once; settle decides an unknown append", func(t *testing.T) {
+		q := newQueue(t)
+		first := entry("c1", `{"a":1}`)
+		first.UpdateID = "u-1"
+		mustAppend(t, q, first, false)
+		again := entry("c1", `{"a":1}`)
+		again.UpdateID = "u-1"
+		if !mustAppend(t, q, again, true) || again.ID != first.ID {
+			t.Fatalf("second append of one update: ID %q, want the first's %q", again.ID, first.ID)
+		}
+		if got := fmt.Sprint(patches(t, q, "c1")); got != `[{"a":1}]` {
+			t.Fatalf("pending = %s, want the update once", got)
+		}
+		if es, _ := q.Pending(ctx, "c1"); es[0].UpdateID != "u-1" {
+			t.Fatalf("update ID not kept: %+v", es[0])
+		}
+		if stored, err := q.Settle(ctx, "c1", "u-1"); err != nil || !stored {
+			t.Fatalf("Settle of a stored update = %v, %v", stored, err)
+		}
+		if stored, err := q.Settle(ctx, "c2", "u-2"); err != nil || stored {
+			t.Fatalf("Settle of an update never stored = %v, %v", stored, err)
+		}
+		// After Settle said "not stored", a late copy of the append stores nothing.
+		late := entry("c2", `{"late":1}`)
+		late.UpdateID = "u-2"
+		if r := q.AppendAll(ctx, []*queue.Entry{late}, queue.AppendOptions{Due: now}); r[0].Appended {
+			t.Fatalf("an append settled as not stored was stored: %+v", r[0])
+		}
+		if got := patches(t, q, "c2"); len(got) != 0 {
+			t.Fatalf("pending of c2 = %v, want nothing", got)
+		}
+		// Acknowledging twice takes one entry.
+		mustAppend(t, q, entry("c1", `{"a":2}`), false)
+		if ok, _ := q.Claim(ctx, "c1", "a", time.Minute); !ok {
+			t.Fatal("claim failed")
+		}
+		for range 2 {
+			if err := q.Ack(ctx, "c1", "a", first.ID); err != nil && err != queue.ErrNotLeaseholder {
+				t.Fatalf("ack: %v", err)
+			}
+		}
+		if got := fmt.Sprint(patches(t, q, "c1")); got != `[{"a":2}]` {
+			t.Fatalf("pending after two acks of one entry = %s", got)
+		}
+	})
+
+	t.Run("operations#the-queue-in-production a call holds at most MaxPending entries", func(t *testing.T) {
+		q := newQueue(t)
+		batch := make([]*queue.Entry, 4)
+		for i := range batch {
+			batch[i] = entry("full", fmt.Sprintf(`{"n":%d}`, i))
+		}
+		results := q.AppendAll(ctx, batch, queue.AppendOptions{Due: now, MaxPending: 3})
+		for i, r := range results {
+			if want := i < 3; r.Appended != want || (want && r.Err != nil) || (!want && r.Err != queue.ErrTooManyPending) {
+				t.Fatalf("entry %d: %+v, want appended=%v", i, r, want)
+			}
+		}
+		if got := patches(t, q, "full"); len(got) != 3 {
+			t.Fatalf("%d entries stored, want 3", len(got))
+		}
+		// Other calls of the same batch are not affected.
+		mixed := []*queue.Entry{entry("full", `{}`), entry("other", `{}`)}
+		results = q.AppendAll(ctx, mixed, queue.AppendOptions{Due: now, MaxPending: 3})
+		if results[0].Err != queue.ErrTooManyPending || !results[1].Appended {
+			t.Fatalf("mixed batch: %+v", results)
+		}
+		// The ordering check finds the waiting calls in one call.
+		check := []*queue.Entry{entry("full", `{}`), entry("nobody", `{}`), entry("other", `{}`)}
+		results = q.AppendAll(ctx, check, queue.AppendOptions{IfPending: true, Due: now, MaxPending: 10})
+		if !results[0].Appended || results[1].Appended || results[1].Err != nil || !results[2].Appended {
+			t.Fatalf("ordering check of a batch: %+v", results)
+		}
+	})
+
+	t.Run("operations#the-queue-in-production WakeAll wakes many calls at once", func(t *testing.T) {
+		q := newQueue(t)
+		for _, id := range []string{"w1", "w2"} {
+			if _, err := q.Append(ctx, entry(id, `{}`), false, now.Add(time.Hour)); err != nil {
+				t.Fatal(err)
+			}
+			if err := q.Schedule(ctx, id, now.Add(time.Hour), 4); err != nil {
+				t.Fatal(err)
+			}
+		}
+		pending, err := q.WakeAll(ctx, []string{"w1", "nobody", "w2"}, now)
+		if err != nil || fmt.Sprint(pending) != "[true false true]" {
+			t.Fatalf("WakeAll = %v, %v", pending, err)
+		}
+		due, _ := q.Due(ctx, now, 10)
+		if len(due) != 2 || due[0].Attempt != 0 || due[1].Attempt != 0 {
+			t.Fatalf("due after WakeAll = %+v, want both now with attempt 0", due)
 		}
 	})
 }

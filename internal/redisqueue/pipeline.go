@@ -1,0 +1,56 @@
+package redisqueue
+
+import (
+	"context"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// runPipelined runs script n times in one pipeline, the i-th with the keys
+// and arguments args(i) gives. Scripts go by their digest (EVALSHA); those
+// the server does not know yet (NOSCRIPT: a restart, a failover, a new
+// Cluster node) did not run, and are sent again whole.
+func runPipelined(ctx context.Context, client redis.UniversalClient, script *redis.Script, n int, args func(i int) ([]string, []any)) []*redis.Cmd {
+	return runPipelinedWith(ctx, client, script, n, args, nil).scripts
+}
+
+// pipelined are the replies of runPipelinedWith.
+type pipelined struct {
+	scripts []*redis.Cmd
+	extra   []*redis.IntCmd
+}
+
+// runPipelinedWith is runPipelined with more commands, which extra adds,
+// sent in the same pipeline.
+func runPipelinedWith(ctx context.Context, client redis.UniversalClient, script *redis.Script, n int, args func(i int) ([]string, []any), extra func(redis.Pipeliner) []*redis.IntCmd) pipelined {
+	cmds := make([]*redis.Cmd, n)
+	pipe := client.Pipeline()
+	for i := range n {
+		keys, argv := args(i)
+		cmds[i] = script.EvalSha(ctx, pipe, keys, argv...)
+	}
+	var out pipelined
+	if extra != nil {
+		out.extra = extra(pipe)
+	}
+	out.scripts = cmds
+	// Each reply is read from its command.
+	_, _ = pipe.Exec(ctx)
+	var again []int
+	for i, cmd := range cmds {
+		if err := cmd.Err(); err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
+			again = append(again, i)
+		}
+	}
+	if len(again) == 0 {
+		return out
+	}
+	pipe = client.Pipeline()
+	for _, i := range again {
+		keys, argv := args(i)
+		cmds[i] = script.Eval(ctx, pipe, keys, argv...)
+	}
+	_, _ = pipe.Exec(ctx)
+	return out
+}
