@@ -25,6 +25,11 @@ type Entry struct {
 	AcceptedAt time.Time
 	// Patch is the JSON body of the PATCH of docs/operations.md#updating-a-call, ready to send.
 	Patch []byte
+	// EditedAt and Edited record an operator's edit of a dead letter
+	// before it was requeued (docs/operations.md#dead-letters): when, and
+	// the fields set or deleted. Zero for an entry as the edge accepted it.
+	EditedAt time.Time
+	Edited   []string
 }
 
 // DeadEntry is an entry the drainer gave up on, with the reason.
@@ -106,4 +111,6 @@ type Queue interface {
 
 	// Stats counts calls and entries waiting and dead.
 	Stats(ctx context.Context) (Stats, error)
+
+	DeadLetters
 }

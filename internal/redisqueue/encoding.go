@@ -48,6 +48,18 @@ func entryTail(e *queue.Entry) []byte {
 	b = appendTime(b, e.AcceptedAt)
 	b = append(b, `,"patch":`...)
 	b = appendString(b, string(e.Patch))
+	if !e.EditedAt.IsZero() {
+		b = append(b, `,"edited_at":`...)
+		b = appendTime(b, e.EditedAt)
+		b = append(b, `,"edited":[`...)
+		for i, f := range e.Edited {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendString(b, f)
+		}
+		b = append(b, ']')
+	}
 	return append(b, '}')
 }
 
@@ -88,6 +100,12 @@ func decodeEntry(stored string) (queue.Entry, error) {
 			e.AcceptedAt, err = parseTime(value.Str)
 		case "patch":
 			e.Patch = []byte(value.Str)
+		case "edited_at":
+			e.EditedAt, err = parseTime(value.Str)
+		case "edited":
+			for _, f := range value.Array() {
+				e.Edited = append(e.Edited, f.Str)
+			}
 		}
 		return err == nil
 	})
