@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyevents"
 	"go.uber.org/zap"
 
 	"github.com/callpostback/caddy-postback/internal/queue"
@@ -48,6 +49,14 @@ type App struct {
 	// may take over, should it stop renewing. Default: 30s.
 	LeaseTTL caddy.Duration `json:"lease_ttl,omitempty"`
 
+	// DeadMaxAge is how long a dead letter is kept for inspection and
+	// requeue before it is dropped. Default: 720h (30 days).
+	DeadMaxAge caddy.Duration `json:"dead_max_age,omitempty"`
+
+	// DeadMaxPerCall is the most dead letters kept per call; beyond it the
+	// oldest are dropped, and counted. Default: 1000.
+	DeadMaxPerCall int `json:"dead_max_per_call,omitempty"`
+
 	store *postback.CallStore
 	// drainStore is the drainer's own client: stopping the drainer cuts
 	// its requests in flight, never the handlers'.
@@ -59,6 +68,9 @@ type App struct {
 	upstream   *postback.ConcurrencyLimit
 	limiter    ratelimit.Limiter
 	logger     *zap.Logger
+	// events carries the postback_dead_letter event (deadletters.go).
+	events *caddyevents.App
+	ctx    caddy.Context
 
 	cancel context.CancelFunc
 	done   sync.WaitGroup
@@ -136,6 +148,12 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if a.LeaseTTL <= 0 {
 		a.LeaseTTL = caddy.Duration(postback.DefaultLeaseTTL)
 	}
+	if a.DeadMaxAge <= 0 {
+		a.DeadMaxAge = caddy.Duration(postback.DefaultDeadMaxAge)
+	}
+	if a.DeadMaxPerCall <= 0 {
+		a.DeadMaxPerCall = postback.DefaultDeadMaxPerCall
+	}
 	if err := a.Validate(); err != nil {
 		return err
 	}
@@ -153,6 +171,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		MaxConcurrency: cs.MaxConcurrency,
 		MaxIdle:        cs.MaxUpstream,
 		Header:         header,
+		Observe:        observeCallStore,
 	}
 	store, err := postback.NewCallStore(storeConfig)
 	if err != nil {
@@ -176,7 +195,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		Timeout:  time.Duration(cs.Deadline),
 		Logger:   a.logger.Named("drain"),
 	}
-	return nil
+	return a.provisionDeadLetters(ctx)
 }
 
 // Validate rejects settings that cannot work.

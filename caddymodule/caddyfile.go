@@ -35,6 +35,8 @@ func init() {
 //		drain_interval <duration>
 //		max_age        <duration>
 //		lease_ttl      <duration>
+//		dead_max_age      <duration>
+//		dead_max_per_call <n>
 //	}
 func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 	app := new(App)
@@ -106,6 +108,14 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 		case "lease_ttl":
 			if err := parseDuration(d, &a.LeaseTTL); err != nil {
+				return err
+			}
+		case "dead_max_age":
+			if err := parseDuration(d, &a.DeadMaxAge); err != nil {
+				return err
+			}
+		case "dead_max_per_call":
+			if err := parsePositiveInt(d, &a.DeadMaxPerCall); err != nil {
 				return err
 			}
 		default:

@@ -40,6 +40,9 @@ type CallStoreConfig struct {
 	// TLSConfig, for an https URL, replaces the system's roots and the
 	// default settings.
 	TLSConfig *tls.Config
+	// Observe, if set, is told the outcome and duration of every attempt,
+	// for the latency histogram (docs/operations.md#metrics).
+	Observe func(class Class, took time.Duration)
 }
 
 // Target is on whose behalf a call-store request is made.
@@ -61,6 +64,7 @@ type CallStore struct {
 	header    []headerField
 	retryBase time.Duration
 	conns     connSet
+	observe   func(Class, time.Duration)
 }
 
 type headerField struct{ name, value string }
@@ -112,6 +116,7 @@ func NewCallStore(cfg CallStoreConfig) (*CallStore, error) {
 		base:      strings.TrimRight(cfg.URL, "/"),
 		timeout:   timeout,
 		retryBase: cfg.RetryBase,
+		observe:   cfg.Observe,
 	}
 	c.client = &fasthttp.HostClient{
 		Addr:      net.JoinHostPort(u.Hostname(), port),
@@ -281,7 +286,11 @@ func (c *CallStore) do(ctx context.Context, deadline time.Time, method, u string
 	for attempt := 0; ; attempt++ {
 		var wait time.Duration
 		var retry bool
+		start := time.Now()
 		out, wait, retry = c.attempt(ctx, deadline, method, u, t, body, classify)
+		if c.observe != nil {
+			c.observe(out.Class, time.Since(start))
+		}
 		if !retry {
 			return out, attempt + 1
 		}

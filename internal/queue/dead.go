@@ -96,7 +96,7 @@ func SummarizeDead(callLogID string, letters []DeadEntry, f DeadFilter) (c DeadC
 }
 
 // DeadRank is the position of a call in a listing: the time of its newest
-// dead letter (of the webhook or account filtered on), in Unix ms, then
+// dead letter (of the webhook or account filtered on), in Unix µs, then
 // its ID, both descending.
 type DeadRank struct {
 	Score     int64
@@ -140,8 +140,8 @@ func DeadRankOf(callLogID string, letters []DeadEntry, f DeadFilter) (r DeadRank
 	r.CallLogID = callLogID
 	for _, d := range letters {
 		if indexed.Match(d) {
-			if ms := d.DeadAt.UnixMilli(); !ok || ms > r.Score {
-				r.Score = ms
+			if us := d.DeadAt.UnixMicro(); !ok || us > r.Score {
+				r.Score = us
 			}
 			ok = true
 		}

@@ -26,7 +26,7 @@ func (m *Memory) ListDead(_ context.Context, f DeadFilter, cursor string, limit 
 	m.mu.Lock()
 	for id, letters := range m.dead {
 		rank, ok := DeadRankOf(id, letters, f)
-		if !ok || (!f.Since.IsZero() && rank.Score < f.Since.UnixMilli()) || (after != nil && !after.Before(rank)) {
+		if !ok || (!f.Since.IsZero() && rank.Score < f.Since.UnixMicro()) || (after != nil && !after.Before(rank)) {
 			continue
 		}
 		if c, ok := SummarizeDead(id, letters, f); ok {

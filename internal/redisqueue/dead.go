@@ -14,7 +14,7 @@ import (
 // The dead-letter index (docs/operations.md#dead-letters), for the default
 // prefix:
 //
-//	postback:{dead}:newest          ZSET  calls with dead letters, scored by the newest (Unix ms)
+//	postback:{dead}:newest          ZSET  calls with dead letters, scored by the newest (Unix µs, exact in a float)
 //	postback:{dead}:oldest          ZSET  the same calls, scored by the oldest
 //	postback:{dead}:webhook:<name>  ZSET  calls with dead letters of the webhook, by its newest
 //	postback:{dead}:account:<id>    ZSET  calls with dead letters of the account, by its newest
@@ -56,7 +56,7 @@ func (q *Queue) indexDeadHead(ctx context.Context, callLogID string, at time.Tim
 // indexDead records a dead letter of e, dead at at.
 func (q *Queue) indexDead(ctx context.Context, callLogID string, e queue.Entry, at time.Time) error {
 	d := deadIndex{q.prefix}
-	return deadIndexAddScript.Run(ctx, q.client, d.keysFor(e.Webhook, e.Account), callLogID, at.UnixMilli()).Err()
+	return deadIndexAddScript.Run(ctx, q.client, d.keysFor(e.Webhook, e.Account), callLogID, at.UnixMicro()).Err()
 }
 
 // reindexDead recounts a call's place in the dead index from its letters,
@@ -80,11 +80,11 @@ func (q *Queue) reindexDead(ctx context.Context, callLogID string, before []queu
 		}
 	}
 	for _, l := range now {
-		ms := l.DeadAt.UnixMilli()
-		note(d.newest(), ms, true)
-		note(d.oldest(), ms, false)
+		us := l.DeadAt.UnixMicro()
+		note(d.newest(), us, true)
+		note(d.oldest(), us, false)
 		for _, k := range d.keysFor(l.Webhook, l.Account)[2:] {
-			note(k, ms, true)
+			note(k, us, true)
 		}
 	}
 	args := []any{callLogID}
@@ -117,7 +117,7 @@ func (q *Queue) ListDead(ctx context.Context, f queue.DeadFilter, cursor string,
 	}
 	lowest, highest := "-inf", "+inf"
 	if !f.Since.IsZero() {
-		lowest = strconv.FormatInt(f.Since.UnixMilli(), 10)
+		lowest = strconv.FormatInt(f.Since.UnixMicro(), 10)
 	}
 	var after *queue.DeadRank
 	if cursor != "" {
@@ -269,7 +269,7 @@ func (q *Queue) TrimDead(ctx context.Context, callLogID string, before time.Time
 
 func (q *Queue) DeadBefore(ctx context.Context, before time.Time, limit int) ([]string, error) {
 	ids, err := q.client.ZRangeByScore(ctx, deadIndex{q.prefix}.oldest(), &redis.ZRangeBy{
-		Min: "-inf", Max: "(" + strconv.FormatInt(before.UnixMilli(), 10), Count: int64(limit),
+		Min: "-inf", Max: "(" + strconv.FormatInt(before.UnixMicro(), 10), Count: int64(limit),
 	}).Result()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("redisqueue: dead letters before %s: %w", before.Format(time.RFC3339), err)

@@ -12,7 +12,7 @@ import "github.com/redis/go-redis/v9"
 // newest of its webhook and account.
 //
 // KEYS: newest, oldest, then the webhook's and the account's index.
-// ARGV: call ID, the letter's time in Unix ms.
+// ARGV: call ID, the letter's time in Unix µs.
 var deadIndexAddScript = redis.NewScript(`
 redis.call('ZADD', KEYS[1], 'GT', ARGV[2], ARGV[1])
 redis.call('ZADD', KEYS[2], 'LT', ARGV[2], ARGV[1])
