@@ -42,6 +42,9 @@ func (a *App) provisionDeadLetters(ctx caddy.Context) error {
 // what an operator needs to find it, never the PATCH.
 func (a *App) deadLetter(d queue.DeadEntry) {
 	deadMetrics.dead.WithLabelValues(d.Webhook, deadReason(d.Reason)).Inc()
+	if !a.events.ShouldEmit(DeadLetterEvent) {
+		return
+	}
 	a.events.Emit(a.ctx, DeadLetterEvent, map[string]any{
 		"call_log_id": d.CallLogID,
 		"entry":       d.ID,
