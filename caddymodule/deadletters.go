@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -17,16 +18,20 @@ const DeadLetterEvent = "postback_dead_letter"
 
 // provisionDeadLetters sets the drainer's bounds and reports of dead
 // letters: the counters, and the event through Caddy's events app, as
-// caddy-ratelimit emits its own.
+// caddy-ratelimit emits its own, when the config has an events app.
 func (a *App) provisionDeadLetters(ctx caddy.Context) error {
 	if err := registerDeadMetrics(ctx.GetMetricsRegistry()); err != nil {
 		return fmt.Errorf("postback: metrics: %w", err)
 	}
-	events, err := ctx.App("events")
-	if err != nil {
+	// Without an events app in the config nothing can subscribe: no event.
+	events, err := ctx.AppIfConfigured("events")
+	switch {
+	case errors.Is(err, caddy.ErrNotConfigured):
+	case err != nil:
 		return fmt.Errorf("postback: loading the events app: %w", err)
+	default:
+		a.ctx, a.events = ctx, events.(*caddyevents.App)
 	}
-	a.ctx, a.events = ctx, events.(*caddyevents.App)
 	a.drainer.Dead = postback.DeadLetterPolicy{
 		MaxAge:     time.Duration(a.DeadMaxAge),
 		MaxPerCall: a.DeadMaxPerCall,
@@ -42,7 +47,7 @@ func (a *App) provisionDeadLetters(ctx caddy.Context) error {
 // what an operator needs to find it, never the PATCH.
 func (a *App) deadLetter(d queue.DeadEntry) {
 	deadMetrics.dead.WithLabelValues(d.Webhook, deadReason(d.Reason)).Inc()
-	if !a.events.ShouldEmit(DeadLetterEvent) {
+	if a.events == nil || !a.events.ShouldEmit(DeadLetterEvent) {
 		return
 	}
 	a.events.Emit(a.ctx, DeadLetterEvent, map[string]any{

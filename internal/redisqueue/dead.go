@@ -43,12 +43,13 @@ func (d deadIndex) keysFor(webhook, account string) []string {
 	return keys
 }
 
-// indexDeadHead indexes the head entry of a call, about to be buried at at,
-// and returns it so it can be indexed again after the bury (rule 1).
-func (q *Queue) indexDeadHead(ctx context.Context, callLogID string, at time.Time) (queue.Entry, error) {
+// indexDeadHead indexes the head entry of a call if it is entry id, about
+// to be buried at at, and returns it so it can be indexed again after the
+// bury (rule 1).
+func (q *Queue) indexDeadHead(ctx context.Context, callLogID, id string, at time.Time) (queue.Entry, error) {
 	e, ok, err := q.Head(ctx, callLogID)
-	if err != nil || !ok {
-		return e, err
+	if err != nil || !ok || e.ID != id {
+		return queue.Entry{}, err
 	}
 	return e, q.indexDead(ctx, callLogID, e, at)
 }
@@ -129,7 +130,7 @@ func (q *Queue) ListDead(ctx context.Context, f queue.DeadFilter, cursor string,
 		highest = strconv.FormatInt(r.Score, 10)
 	}
 	chunk := int64(max(limit, 64))
-	for offset := int64(0); ; offset += chunk {
+	for offset := int64(0); ; {
 		ranked, err := q.client.ZRangeArgsWithScores(ctx, redis.ZRangeArgs{
 			Key: key, Start: highest, Stop: lowest, ByScore: true, Rev: true, Offset: offset, Count: chunk,
 		}).Result()
@@ -143,11 +144,21 @@ func (q *Queue) ListDead(ctx context.Context, f queue.DeadFilter, cursor string,
 				ranks = append(ranks, r)
 			}
 		}
+		// The next chunk starts after this one, less the members taken out.
+		offset += int64(len(ranked))
 		letters, err := q.deadOf(ctx, ranks)
 		if err != nil {
 			return page, fmt.Errorf("redisqueue: list dead letters: %w", err)
 		}
 		for i, r := range ranks {
+			if len(letters[i]) == 0 {
+				// A stale member (rule 3): take it out; a bury under way
+				// puts it back after its script.
+				if deadIndexSetScript.Run(ctx, q.client, []string{key, d.newest(), d.oldest()}, r.CallLogID, "", "", "").Err() == nil {
+					offset--
+				}
+				continue
+			}
 			if c, ok := queue.SummarizeDead(r.CallLogID, letters[i], f); ok {
 				page.Calls = append(page.Calls, c)
 			}

@@ -237,7 +237,7 @@ func (q *Queue) Bury(ctx context.Context, callLogID, owner, id, reason string, a
 		return fmt.Errorf("redisqueue: bury in call %q: %w", callLogID, err)
 	}
 	// Dead-letter index (dead.go): indexed before the script and after it.
-	buried, err := q.indexDeadHead(ctx, callLogID, at)
+	buried, err := q.indexDeadHead(ctx, callLogID, id, at)
 	if err != nil {
 		return fmt.Errorf("redisqueue: bury in call %q: %w", callLogID, err)
 	}
