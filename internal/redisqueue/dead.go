@@ -238,6 +238,9 @@ func (q *Queue) Revive(ctx context.Context, callLogID string, letters []queue.En
 
 func (q *Queue) TrimDead(ctx context.Context, callLogID string, before time.Time, maxPerCall int) (aged, over int, err error) {
 	keys := q.keysOf(callLogID)
+	if trim, err := q.mayTrim(ctx, callLogID, before, maxPerCall); err != nil || !trim {
+		return 0, 0, err
+	}
 	// A requeue between the read and the script makes it refuse; read again.
 	for range 3 {
 		stored, err := q.client.LRange(ctx, keys.dead, 0, -1).Result()
@@ -276,6 +279,41 @@ func (q *Queue) TrimDead(ctx context.Context, callLogID string, before time.Time
 		return aged, over, nil
 	}
 	return 0, 0, fmt.Errorf("redisqueue: trim dead letters of call %q: %w", callLogID, queue.ErrDeadChanged)
+}
+
+// mayTrim tells from the length and the oldest letter alone whether a call
+// has dead letters to drop, so a bury below the bounds reads no list. When
+// there are none it corrects a stale oldest score, which the sweep found
+// the call by.
+func (q *Queue) mayTrim(ctx context.Context, callLogID string, before time.Time, maxPerCall int) (bool, error) {
+	keys := q.keysOf(callLogID)
+	pipe := q.client.Pipeline()
+	n := pipe.LLen(ctx, keys.dead)
+	head := pipe.LIndex(ctx, keys.dead, 0)
+	oldest := pipe.ZScore(ctx, deadIndex{q.prefix}.oldest(), callLogID)
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return false, fmt.Errorf("redisqueue: trim dead letters of call %q: %w", callLogID, err)
+	}
+	if n.Val() == 0 {
+		if oldest.Err() == nil {
+			_ = q.reindexDead(ctx, callLogID, nil)
+		}
+		return false, nil
+	}
+	if maxPerCall > 0 && n.Val() > int64(maxPerCall) {
+		return true, nil
+	}
+	first, err := decodeDeadEntry(head.Val())
+	if err != nil {
+		return false, err
+	}
+	if first.DeadAt.Before(before) {
+		return true, nil
+	}
+	if oldest.Err() != nil || int64(oldest.Val()) != first.DeadAt.UnixMicro() {
+		_ = q.reindexDead(ctx, callLogID, []queue.DeadEntry{first})
+	}
+	return false, nil
 }
 
 func (q *Queue) DeadBefore(ctx context.Context, before time.Time, limit int) ([]string, error) {
