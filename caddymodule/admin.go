@@ -22,7 +22,8 @@ func init() {
 //
 //	GET  /postback/queue                          counts of pending and dead entries
 //	GET  /postback/queue/{call_log_id}            a call's pending entries and dead letters
-//	POST /postback/dead/{call_log_id}/requeue     move a call's dead letters back into its queue
+//
+// and the dead-letter routes of admin_dead.go.
 //
 // Like caddypki's admin API, it reaches the app through the context of
 // the config it was loaded with: each config's admin routes serve that
@@ -55,7 +56,8 @@ func (a *adminQueue) Routes() []caddy.AdminRoute {
 	return []caddy.AdminRoute{
 		{Pattern: "/postback/queue", Handler: caddy.AdminHandlerFunc(a.handleStats)},
 		{Pattern: "/postback/queue/", Handler: caddy.AdminHandlerFunc(a.handleCall)},
-		{Pattern: "/postback/dead/", Handler: caddy.AdminHandlerFunc(a.handleRequeue)},
+		{Pattern: "/postback/dead", Handler: caddy.AdminHandlerFunc(a.handleDeadList)},
+		{Pattern: "/postback/dead/", Handler: caddy.AdminHandlerFunc(a.handleDead)},
 	}
 }
 
@@ -88,6 +90,9 @@ type adminEntry struct {
 	Patch      json.RawMessage `json:"patch"`
 	Reason     string          `json:"reason,omitempty"`
 	DeadAt     *time.Time      `json:"dead_at,omitempty"`
+	// EditedAt and Edited show an operator's edit before a requeue.
+	EditedAt *time.Time `json:"edited_at,omitempty"`
+	Edited   []string   `json:"edited,omitempty"`
 }
 
 func toAdminEntry(e queue.Entry) adminEntry {
@@ -95,7 +100,11 @@ func toAdminEntry(e queue.Entry) adminEntry {
 	if !json.Valid(patch) {
 		patch, _ = json.Marshal(string(e.Patch))
 	}
-	return adminEntry{ID: e.ID, Account: e.Account, Webhook: e.Webhook, RequestID: e.RequestID, AcceptedAt: e.AcceptedAt, Patch: patch}
+	ae := adminEntry{ID: e.ID, Account: e.Account, Webhook: e.Webhook, RequestID: e.RequestID, AcceptedAt: e.AcceptedAt, Patch: patch}
+	if !e.EditedAt.IsZero() {
+		ae.EditedAt, ae.Edited = &e.EditedAt, e.Edited
+	}
+	return ae
 }
 
 func (a *adminQueue) handleCall(w http.ResponseWriter, r *http.Request) error {
@@ -132,31 +141,6 @@ func (a *adminQueue) handleCall(w http.ResponseWriter, r *http.Request) error {
 		out.Dead = append(out.Dead, ae)
 	}
 	return writeAdminJSON(w, out)
-}
-
-func (a *adminQueue) handleRequeue(w http.ResponseWriter, r *http.Request) error {
-	if r.Method != http.MethodPost {
-		return methodNotAllowed(r)
-	}
-	id, err := callIDFromPath(r, "/postback/dead/", "/requeue")
-	if err != nil {
-		return err
-	}
-	app, err := a.currentApp()
-	if err != nil {
-		return err
-	}
-	n, err := app.queue.Requeue(r.Context(), id, time.Now())
-	if err != nil {
-		return queueError(err)
-	}
-	if n > 0 {
-		app.drainer.Wake()
-	}
-	return writeAdminJSON(w, struct {
-		CallLogID string `json:"call_log_id"`
-		Requeued  int    `json:"requeued"`
-	}{id, n})
 }
 
 // callIDFromPath takes the escaped id between prefix and suffix.

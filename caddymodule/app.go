@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyevents"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
@@ -60,6 +61,14 @@ type App struct {
 	// Default: 1000.
 	MaxPendingPerCall int `json:"max_pending_per_call,omitempty"`
 
+	// DeadMaxAge is how long a dead letter is kept for inspection and
+	// requeue before it is dropped. Default: 720h (30 days).
+	DeadMaxAge caddy.Duration `json:"dead_max_age,omitempty"`
+
+	// DeadMaxPerCall is the most dead letters kept per call; beyond it the
+	// oldest are dropped, and counted. Default: 1000.
+	DeadMaxPerCall int `json:"dead_max_per_call,omitempty"`
+
 	store    *postback.CallStore
 	queue    queue.Queue
 	queueKey string
@@ -72,6 +81,9 @@ type App struct {
 	redis       redis.UniversalClient
 	redisPrefix string
 	logger      *zap.Logger
+	// events carries the postback_dead_letter event (deadletters.go).
+	events *caddyevents.App
+	ctx    caddy.Context
 
 	cancel context.CancelFunc
 	done   sync.WaitGroup
@@ -177,6 +189,12 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if a.MaxPendingPerCall <= 0 {
 		a.MaxPendingPerCall = DefaultMaxPendingPerCall
 	}
+	if a.DeadMaxAge <= 0 {
+		a.DeadMaxAge = caddy.Duration(postback.DefaultDeadMaxAge)
+	}
+	if a.DeadMaxPerCall <= 0 {
+		a.DeadMaxPerCall = postback.DefaultDeadMaxPerCall
+	}
 	if err := a.Validate(); err != nil {
 		return err
 	}
@@ -205,6 +223,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		Header:         header,
 		Transport:      transport,
 		Logger:         a.logger.Named("call_store"),
+		Observe:        observeCallStore,
 	})
 	if err != nil {
 		return fmt.Errorf("postback: call_store: %w", err)
@@ -227,7 +246,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err := registerQueueSignals(ctx.GetMetricsRegistry()); err != nil {
 		return fmt.Errorf("postback: metrics: %w", err)
 	}
-	return nil
+	return a.provisionDeadLetters(ctx)
 }
 
 // Validate rejects settings that cannot work.

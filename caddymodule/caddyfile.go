@@ -42,6 +42,8 @@ func init() {
 //		max_age        <duration>
 //		lease_ttl      <duration>
 //		max_pending_per_call <n>
+//		dead_max_age      <duration>
+//		dead_max_per_call <n>
 //	}
 func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 	// A second block would silently replace the first.
@@ -126,6 +128,14 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 		case "max_pending_per_call":
 			if err := parsePositiveInt(d, &a.MaxPendingPerCall); err != nil {
+				return err
+			}
+		case "dead_max_age":
+			if err := parseDuration(d, &a.DeadMaxAge); err != nil {
+				return err
+			}
+		case "dead_max_per_call":
+			if err := parsePositiveInt(d, &a.DeadMaxPerCall); err != nil {
 				return err
 			}
 		default:

@@ -48,6 +48,9 @@ type CallStoreConfig struct {
 	// Logger records why a call-store request failed, which the
 	// partner's answer only classifies. Nil: nothing is logged.
 	Logger *zap.Logger
+	// Observe, if set, is told the outcome and duration of every attempt,
+	// for the latency histogram (docs/operations.md#metrics).
+	Observe func(class Class, took time.Duration)
 }
 
 // Target is on whose behalf a call-store request is made.
@@ -73,6 +76,7 @@ type CallStore struct {
 	header    http.Header
 	retryBase time.Duration
 	logger    *zap.Logger
+	observe   func(Class, time.Duration)
 }
 
 // maxAnswer bounds the answer read; a larger one is an upstream error.
@@ -117,6 +121,7 @@ func NewCallStore(cfg CallStoreConfig) (*CallStore, error) {
 		retryBase: cfg.RetryBase,
 		header:    make(http.Header, len(cfg.Header)),
 		logger:    cfg.Logger,
+		observe:   cfg.Observe,
 	}
 	if c.transport == nil {
 		t := http.DefaultTransport.(*http.Transport).Clone()
@@ -261,7 +266,11 @@ func (c *CallStore) do(ctx context.Context, deadline time.Time, method, u string
 	for attempt := 0; ; attempt++ {
 		var wait time.Duration
 		var retry bool
+		start := time.Now()
 		out, wait, retry, err = c.attempt(ctx, deadline, method, u, t, body, classify)
+		if c.observe != nil {
+			c.observe(out.Class, time.Since(start))
+		}
 		if !retry {
 			return c.logged(out, err, method, u, t, attempt+1), attempt + 1
 		}

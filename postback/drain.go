@@ -36,10 +36,13 @@ type Drainer struct {
 	Workers int
 	Logger  *zap.Logger
 	Now     func() time.Time
+	// Dead bounds and reports the dead letters (drain_dead.go).
+	Dead DeadLetterPolicy
 
-	owner string
-	wake  chan struct{}
-	once  sync.Once
+	owner     string
+	lastSweep time.Time
+	wake      chan struct{}
+	once      sync.Once
 }
 
 // Defaults of docs/operations.md#the-queue.
@@ -104,6 +107,7 @@ func (d *Drainer) Run(ctx context.Context) {
 	defer ticker.Stop()
 	for {
 		d.drainDue(ctx)
+		d.sweepDead(ctx)
 		select {
 		case <-ctx.Done():
 			return
@@ -286,6 +290,7 @@ func (d *Drainer) bury(ctx context.Context, log *zap.Logger, e queue.Entry, reas
 		log.Warn("could not move an update to the dead letters", zap.Error(err))
 		return false
 	}
+	d.buried(ctx, log, e, reason, now)
 	log.Warn("queued update moved to the dead letters", zap.String("entry", e.ID), zap.String("request_id", e.RequestID), zap.String("reason", reason))
 	return true
 }

@@ -34,6 +34,11 @@ type Entry struct {
 	// that queued the update, sent with its later PATCH (docs/operations.md#call-store-transport).
 	TraceParent string
 	TraceState  string
+	// EditedAt and Edited record an operator's edit of a dead letter
+	// before it was requeued (docs/operations.md#dead-letters): when, and
+	// the fields set or deleted. Zero for an entry as the edge accepted it.
+	EditedAt time.Time
+	Edited   []string
 }
 
 // DeadEntry is an entry the drainer gave up on, with the reason.
@@ -164,4 +169,6 @@ type Queue interface {
 
 	// Stats counts calls and entries waiting and dead.
 	Stats(ctx context.Context) (Stats, error)
+
+	DeadLetters
 }

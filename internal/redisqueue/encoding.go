@@ -65,6 +65,18 @@ func entryTail(e *queue.Entry) []byte {
 		b = append(b, `,"tracestate":`...)
 		b = appendString(b, e.TraceState)
 	}
+	if !e.EditedAt.IsZero() {
+		b = append(b, `,"edited_at":`...)
+		b = appendTime(b, e.EditedAt)
+		b = append(b, `,"edited":[`...)
+		for i, f := range e.Edited {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendString(b, f)
+		}
+		b = append(b, ']')
+	}
 	return append(b, '}')
 }
 
@@ -111,6 +123,12 @@ func decodeEntry(stored string) (queue.Entry, error) {
 			e.TraceParent = value.Str
 		case "tracestate":
 			e.TraceState = value.Str
+		case "edited_at":
+			e.EditedAt, err = parseTime(value.Str)
+		case "edited":
+			for _, f := range value.Array() {
+				e.Edited = append(e.Edited, f.Str)
+			}
 		}
 		return err == nil
 	})

@@ -401,11 +401,19 @@ func (q *Queue) Bury(ctx context.Context, callLogID, owner, id, reason string, a
 	if err := q.listDead(ctx, callLogID); err != nil {
 		return fmt.Errorf("redisqueue: bury in call %q: %w", callLogID, err)
 	}
+	// Dead-letter index (dead.go): indexed before the script and after it.
+	buried, err := q.indexDeadHead(ctx, callLogID, id, at)
+	if err != nil {
+		return fmt.Errorf("redisqueue: bury in call %q: %w", callLogID, err)
+	}
 	keys := q.keysOf(callLogID)
 	waiting, err := buryScript.Run(ctx, q.client, []string{keys.lease, keys.list, keys.dead, keys.meta},
 		owner, headPrefix(id), deadInfo(reason, at), id).Int()
 	if err != nil {
 		return fmt.Errorf("redisqueue: bury in call %q: %w", callLogID, err)
+	}
+	if waiting >= 0 && buried.ID == id {
+		_ = q.indexDead(ctx, callLogID, buried, at)
 	}
 	// Both index steps below are best effort: the entry has moved, or
 	// nothing has, and a stale index member is harmless (index.go, rule 3).
@@ -451,11 +459,17 @@ func (q *Queue) Requeue(ctx context.Context, callLogID string, due time.Time) (i
 	if err := q.index(ctx, callLogID, due); err != nil {
 		return 0, fmt.Errorf("redisqueue: requeue call %q: %w", callLogID, err)
 	}
+	before, err := q.Dead(ctx, callLogID)
+	if err != nil {
+		return 0, fmt.Errorf("redisqueue: requeue call %q: %w", callLogID, err)
+	}
 	keys := q.keysOf(callLogID)
 	moved, err := requeueScript.Run(ctx, q.client, []string{keys.list, keys.dead, keys.meta}).Int()
 	if err != nil {
 		return 0, fmt.Errorf("redisqueue: requeue call %q: %w", callLogID, err)
 	}
+	// Best effort (dead.go): readers trust the letters.
+	_ = q.reindexDead(ctx, callLogID, before)
 	// Best effort: a call left in the dead index with no dead letters is
 	// not counted (index.go, rule 3).
 	_ = q.unlistDeadIfEmpty(ctx, callLogID)
