@@ -31,10 +31,16 @@ func registerMetrics(registry *prometheus.Registry) error {
 			Help: "Calls of postbacks, by webhook and outcome (applied, queued, not_found, rejected, upstream_error, upstream_timeout, queue_unavailable, too_many_pending).",
 		}, []string{"webhook", "outcome"})
 	})
+	return registerCollectors(registry, metrics.requests, metrics.calls)
+}
+
+// registerCollectors registers collectors on the config's registry; one
+// already there (from an earlier config of this process) is kept.
+func registerCollectors(registry *prometheus.Registry, collectors ...prometheus.Collector) error {
 	if registry == nil {
 		return nil
 	}
-	for _, c := range []prometheus.Collector{metrics.requests, metrics.calls} {
+	for _, c := range collectors {
 		if err := registry.Register(c); err != nil {
 			var already prometheus.AlreadyRegisteredError
 			if !errors.As(err, &already) {

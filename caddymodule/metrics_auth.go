@@ -1,7 +1,6 @@
 package caddymodule
 
 import (
-	"errors"
 	"strconv"
 	"sync"
 
@@ -32,16 +31,7 @@ func registerAuthMetrics(registry *prometheus.Registry) error {
 			Help: "Postbacks authenticated, by webhook, credential (key, signing_secret) and the index of the key or secret that matched.",
 		}, []string{"webhook", "credential", "index"})
 	})
-	if registry == nil {
-		return nil
-	}
-	if err := registry.Register(authMetrics.counter); err != nil {
-		var already prometheus.AlreadyRegisteredError
-		if !errors.As(err, &already) {
-			return err
-		}
-	}
-	return nil
+	return registerCollectors(registry, authMetrics.counter)
 }
 
 // countAuth records the key and the secret a request was authenticated with.

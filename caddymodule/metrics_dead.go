@@ -1,7 +1,6 @@
 package caddymodule
 
 import (
-	"errors"
 	"strings"
 	"sync"
 	"time"
@@ -46,18 +45,7 @@ func registerDeadMetrics(registry *prometheus.Registry) error {
 			deadMetrics.classes[class] = deadMetrics.callTime.WithLabelValues(outcome)
 		}
 	})
-	if registry == nil {
-		return nil
-	}
-	for _, c := range []prometheus.Collector{deadMetrics.dead, deadMetrics.dropped, deadMetrics.callTime} {
-		if err := registry.Register(c); err != nil {
-			var already prometheus.AlreadyRegisteredError
-			if !errors.As(err, &already) {
-				return err
-			}
-		}
-	}
-	return nil
+	return registerCollectors(registry, deadMetrics.dead, deadMetrics.dropped, deadMetrics.callTime)
 }
 
 // observeCallStore records one call-store attempt; the observers are made

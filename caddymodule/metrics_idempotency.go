@@ -1,7 +1,6 @@
 package caddymodule
 
 import (
-	"errors"
 	"strconv"
 	"sync"
 
@@ -33,18 +32,7 @@ func registerIdempotencyMetrics(registry *prometheus.Registry) error {
 			Help: "Idempotency store commands that failed, by webhook.",
 		}, []string{"webhook"})
 	})
-	if registry == nil {
-		return nil
-	}
-	for _, c := range []prometheus.Collector{m.replays, m.conflicts, m.failures} {
-		if err := registry.Register(c); err != nil {
-			var already prometheus.AlreadyRegisteredError
-			if !errors.As(err, &already) {
-				return err
-			}
-		}
-	}
-	return nil
+	return registerCollectors(registry, m.replays, m.conflicts, m.failures)
 }
 
 func countIdempotentReplay(webhook string, replayed bool) {

@@ -133,14 +133,5 @@ var limiterFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
 }, []string{"webhook"})
 
 func registerLimiterMetrics(registry *prometheus.Registry) error {
-	if registry == nil {
-		return nil
-	}
-	if err := registry.Register(limiterFailures); err != nil {
-		var already prometheus.AlreadyRegisteredError
-		if !errors.As(err, &already) {
-			return err
-		}
-	}
-	return nil
+	return registerCollectors(registry, limiterFailures)
 }

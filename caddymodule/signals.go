@@ -2,7 +2,6 @@ package caddymodule
 
 import (
 	"context"
-	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,18 +36,7 @@ func registerQueueSignals(registry *prometheus.Registry) error {
 		})
 		queueSignals.gauges = newQueueCollector()
 	})
-	if registry == nil {
-		return nil
-	}
-	for _, c := range []prometheus.Collector{queueSignals.orderingSkipped, queueSignals.gauges} {
-		if err := registry.Register(c); err != nil {
-			var already prometheus.AlreadyRegisteredError
-			if !errors.As(err, &already) {
-				return err
-			}
-		}
-	}
-	return nil
+	return registerCollectors(registry, queueSignals.orderingSkipped, queueSignals.gauges)
 }
 
 // orderingSkipped is the edge's report of a call sent past the ordering
