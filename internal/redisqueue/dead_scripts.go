@@ -41,7 +41,9 @@ return #KEYS
 // reviveScript moves the dead letters named back to the head of the list,
 // in the order named, each as its replacement when one is given, else as
 // stored; the other dead letters stay, in their order. If a letter named is
-// missing it changes nothing and returns -1 (queue.ErrDeadChanged).
+// missing it changes nothing and returns -1 (queue.ErrDeadChanged). Like
+// requeue, it forgets the last ID taken ("done"): the letters come back with
+// their IDs, and the ack of one must not be taken for a second run.
 //
 // KEYS: list, dead, meta. ARGV: pairs of headPrefix(id) and replacement
 // ("" keeps the entry as stored). Returns how many entries moved.
@@ -84,6 +86,7 @@ for j = #entries, 1, -1 do
 	redis.call('LPUSH', KEYS[1], entries[j])
 end
 if #entries > 0 then
+	redis.call('HDEL', KEYS[3], 'done')
 	redis.call('HSET', KEYS[3], 'attempt', 0)
 	redis.call('PERSIST', KEYS[3])
 end

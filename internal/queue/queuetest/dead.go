@@ -178,6 +178,23 @@ func RunDead(t *testing.T, newQueue func(t *testing.T) queue.Queue) {
 		}
 	})
 
+	t.Run("operations#dead-letters a revived letter, the last one buried, is removed by its ack", func(t *testing.T) {
+		q := newQueue(t)
+		a := bury(t, q, "c1", "acme", "acct_1", `{"n":1}`, reasonRejected, base)
+		if n, err := q.Revive(ctx, "c1", []queue.Entry{a}, base); err != nil || n != 1 {
+			t.Fatalf("Revive = %d, %v", n, err)
+		}
+		if ok, err := q.Claim(ctx, "c1", "suite", time.Minute); err != nil || !ok {
+			t.Fatalf("Claim = %v, %v", ok, err)
+		}
+		if err := q.Ack(ctx, "c1", "suite", a.ID); err != nil {
+			t.Fatalf("Ack: %v", err)
+		}
+		if pending, _ := q.Pending(ctx, "c1"); len(pending) != 0 {
+			t.Fatalf("the applied letter is still waiting: %+v", pending)
+		}
+	})
+
 	t.Run("operations#dead-letters revive puts the letters named back at the head, in order, edits kept", func(t *testing.T) {
 		q := newQueue(t)
 		a := bury(t, q, "c1", "acme", "acct_1", `{"n":1}`, reasonNotFound, base)
