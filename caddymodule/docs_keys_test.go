@@ -6,10 +6,8 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
-	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 )
@@ -53,31 +51,9 @@ func TestSignedPostbacksDocs(t *testing.T) {
 	if !strings.Contains(section, secret) {
 		t.Fatal("partner-api#signed-postbacks no longer names the demo secret")
 	}
-	n := 0
-	for _, loc := range shellBlock.FindAllStringSubmatchIndex(section, -1) {
-		s := parseCurl(t, section[loc[2]:loc[3]])
-		m := answerBlock.FindStringSubmatch(strings.TrimSpace(section[loc[1]:]))
-		if m == nil {
-			t.Fatalf("no Answer block after %s %s", s.method, s.url)
-		}
-		s.status, _ = strconv.Atoi(m[1])
-		s.answer = m[2]
-		if ts := s.header.Get("Webhook-Timestamp"); ts != "" {
-			id := s.header.Get("Webhook-Id")
-			if want := signature(secret, id, ts, s.body); s.header.Get("Webhook-Signature") != want {
-				t.Fatalf("partner-api#signed-postbacks the example's webhook-signature is not the signature of its id, timestamp and body: want %s", want)
-			}
-			s.header = s.header.Clone()
-			for k, v := range signedHeaders(secret, id, time.Now(), s.body) {
-				s.header[k] = v
-			}
-		}
-		status, body := doStep(t, tester.Client, s)
-		if status != s.status || !jsonSame(body, s.answer) {
-			t.Fatalf("%s %s:\nstatus %d, the docs say %d\nbody   %s\ndocs   %s", s.method, s.url, status, s.status, body, s.answer)
-		}
-		n++
-	}
+	steps := stepsOf(t, "partner-api#signed-postbacks", section)
+	replaySteps(t, tester, "partner-api#signed-postbacks", steps)
+	n := len(steps)
 	if n == 0 {
 		t.Fatal("partner-api#signed-postbacks has no curl example")
 	}
@@ -101,7 +77,7 @@ func TestSignedPostbacksDocs(t *testing.T) {
 		if len(py) != 1 {
 			t.Fatalf("%d python blocks", len(py))
 		}
-		out := run(t, []string{"python3"}, "python3", "-c", py[0])
+		out := run(t, []string{"python3"}, "python3", "-c", examplePorts(py[0]))
 		status, body, _ := strings.Cut(strings.TrimSpace(out), " ")
 		if status != "200" || !jsonSame(body, `{"call_log_ids":["abc-123"],"failed_call_log_ids":[]}`) {
 			t.Fatalf("printed %s", out)
@@ -112,7 +88,7 @@ func TestSignedPostbacksDocs(t *testing.T) {
 		if len(sh) != 1 {
 			t.Fatalf("%d bash blocks", len(sh))
 		}
-		out := run(t, []string{"bash", "openssl", "od", "base64", "curl"}, "bash", "-euc", sh[0])
+		out := run(t, []string{"bash", "openssl", "od", "base64", "curl"}, "bash", "-euc", examplePorts(sh[0]))
 		if !jsonSame(out, `{"call_log_ids":["abc-123"],"failed_call_log_ids":[]}`) {
 			t.Fatalf("printed %s", out)
 		}

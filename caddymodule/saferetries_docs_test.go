@@ -1,9 +1,7 @@
 package caddymodule_test
 
 import (
-	"fmt"
 	"os"
-	"strconv"
 	"strings"
 	"testing"
 )
@@ -21,22 +19,9 @@ func TestSafeRetriesWalkthrough(t *testing.T) {
 	}
 	section, _, _ = strings.Cut(section, "\n## ")
 	tester := startExample(t, func(config string) string { return config })
-	steps := 0
-	for _, loc := range shellBlock.FindAllStringSubmatchIndex(section, -1) {
-		step := parseCurl(t, section[loc[2]:loc[3]])
-		m := answerBlock.FindStringSubmatch(strings.TrimSpace(section[loc[1]:]))
-		if m == nil {
-			t.Fatalf("no `Answer (`NNN`):` block after %s %s", step.method, step.url)
-		}
-		step.status, _ = strconv.Atoi(m[1])
-		step.answer = m[2]
-		steps++
-		status, body := doStep(t, tester.Client, step)
-		if status != step.status || !jsonSame(body, step.answer) {
-			t.Fatalf("%s:\nstatus %d, the page says %d\nbody   %s\npage   %s", fmt.Sprintf("%02d %s %s", steps, step.method, step.url), status, step.status, body, step.answer)
-		}
-	}
-	if steps < 8 {
-		t.Fatalf("found %d steps", steps)
+	steps := stepsOf(t, "partner-api#safe-retries", section)
+	replaySteps(t, tester, "partner-api#safe-retries", steps)
+	if len(steps) < 8 {
+		t.Fatalf("found %d steps", len(steps))
 	}
 }

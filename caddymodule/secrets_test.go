@@ -37,7 +37,7 @@ func TestNoKeyInAnyLog(t *testing.T) {
 		{"GET", "http://127.0.0.1:8080/postback/nowhere?moja_auth_key=demo-fields-key", ""},
 	}
 	for _, e := range extra {
-		req, _ := http.NewRequest(e.method, e.url, nil)
+		req, _ := http.NewRequest(e.method, examplePorts(e.url), nil)
 		if e.auth != "" {
 			req.Header.Set("Authorization", e.auth)
 		}
@@ -66,7 +66,7 @@ func TestNoKeyInAnyLog(t *testing.T) {
 		{signedURL + "?moja_auth_key=" + wrong, body, signedHeaders(secret, "msg_log_5", time.Now(), body)},
 		{"http://127.0.0.1:8080/postback/update-fields?call_log_id=abc-123&converted=1", "", signedHeaders(secret, "msg_log_6", time.Now(), "")},
 	} {
-		if status, out := do(t, tester.Client, "POST", s.url, s.body, s.header); status == 0 {
+		if status, out := do(t, tester.Client, "POST", examplePorts(s.url), s.body, s.header); status == 0 {
 			t.Fatal(out)
 		}
 		secrets = append(secrets, strings.TrimPrefix(s.header.Get("Webhook-Signature"), "v1,"))
