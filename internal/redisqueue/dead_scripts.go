@@ -85,6 +85,7 @@ for j = #entries, 1, -1 do
 end
 if #entries > 0 then
 	redis.call('HSET', KEYS[3], 'attempt', 0)
+	redis.call('HDEL', KEYS[3], 'done')
 	redis.call('PERSIST', KEYS[3])
 end
 return #entries
