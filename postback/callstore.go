@@ -184,29 +184,41 @@ func (c *CallStore) Patch(ctx context.Context, t Target, callLogID string, patch
 	return c.patchBy(ctx, time.Time{}, t, callLogID, patch)
 }
 
+// PatchUntil is Patch where stop closing starts no further attempt but
+// lets the one in flight finish, within its timeout and ctx: cut, it may
+// have been applied unseen and would be sent again.
+func (c *CallStore) PatchUntil(ctx context.Context, stop <-chan struct{}, t Target, callLogID string, patch []byte) Outcome {
+	u := c.base + "/v1/calls/" + EscapeCallLogID(callLogID)
+	out, _ := c.doUntil(ctx, stop, time.Time{}, http.MethodPatch, u, t, patch, classifyPatch)
+	return out
+}
+
 // patchBy is Patch with a deadline of its own besides ctx's: the edge's
 // hot path bounds a request this way rather than with a context and a
 // timer per request. A zero deadline is none.
 func (c *CallStore) patchBy(ctx context.Context, deadline time.Time, t Target, callLogID string, patch []byte) Outcome {
 	u := c.base + "/v1/calls/" + EscapeCallLogID(callLogID)
-	out, _ := c.do(ctx, deadline, http.MethodPatch, u, t, patch, func(status int, body []byte) Outcome {
-		switch {
-		case status >= 200 && status < 300:
-			return Outcome{Class: Applied}
-		case status == http.StatusNotFound:
-			return Outcome{Class: NotFound, Message: "call not found"}
-		case status == http.StatusConflict && gjson.GetBytes(body, "state").String() == "live":
-			return Outcome{Class: Live}
-		case status == http.StatusUnprocessableEntity:
-			msg := gjson.GetBytes(body, "message").String()
-			if msg == "" {
-				msg = "the call store rejected the update"
-			}
-			return Outcome{Class: Rejected, Message: msg}
-		}
-		return unexpected(status)
-	})
+	out, _ := c.do(ctx, deadline, http.MethodPatch, u, t, patch, classifyPatch)
 	return out
+}
+
+// classifyPatch reads the call store's answer to a PATCH.
+func classifyPatch(status int, body []byte) Outcome {
+	switch {
+	case status >= 200 && status < 300:
+		return Outcome{Class: Applied}
+	case status == http.StatusNotFound:
+		return Outcome{Class: NotFound, Message: "call not found"}
+	case status == http.StatusConflict && gjson.GetBytes(body, "state").String() == "live":
+		return Outcome{Class: Live}
+	case status == http.StatusUnprocessableEntity:
+		msg := gjson.GetBytes(body, "message").String()
+		if msg == "" {
+			msg = "the call store rejected the update"
+		}
+		return Outcome{Class: Rejected, Message: msg}
+	}
+	return unexpected(status)
 }
 
 // Resolve finds the most recent call of a phone number in the target's
@@ -258,6 +270,12 @@ func retryable(status int) bool {
 // do runs attempts until one gives a final answer or no time is left; the
 // outcome is the last attempt's (docs/operations.md#updating-a-call).
 func (c *CallStore) do(ctx context.Context, deadline time.Time, method, u string, t Target, body []byte, classify func(int, []byte) Outcome) (Outcome, int) {
+	return c.doUntil(ctx, nil, deadline, method, u, t, body, classify)
+}
+
+// doUntil is do where stop closing starts no further attempt but cuts
+// none in flight; ctx still cuts them.
+func (c *CallStore) doUntil(ctx context.Context, stop <-chan struct{}, deadline time.Time, method, u string, t Target, body []byte, classify func(int, []byte) Outcome) (Outcome, int) {
 	if dl, ok := ctx.Deadline(); ok && (deadline.IsZero() || dl.Before(deadline)) {
 		deadline = dl
 	}
@@ -287,7 +305,15 @@ func (c *CallStore) do(ctx context.Context, deadline time.Time, method, u string
 		case <-ctx.Done():
 			timer.Stop()
 			return c.logged(out, err, method, u, t, attempt+1), attempt + 1
+		case <-stop:
+			timer.Stop()
+			return c.logged(out, err, method, u, t, attempt+1), attempt + 1
 		case <-timer.C:
+		}
+		select {
+		case <-stop: // closed as the wait ended
+			return c.logged(out, err, method, u, t, attempt+1), attempt + 1
+		default:
 		}
 	}
 }

@@ -250,7 +250,10 @@ func (d *Drainer) DrainCall(ctx context.Context, callLogID string, attempt int) 
 // renewal failed: then no further attempt is made and nothing further may
 // be sent for the call, which another instance may hold by now.
 func (d *Drainer) send(ctx context.Context, log *zap.Logger, e queue.Entry) (out Outcome, held bool) {
-	sctx, cancel := context.WithTimeout(ctx, d.Timeout)
+	// A stop lets the attempt in flight finish and starts no other: cut,
+	// it may have been applied unseen and would be sent again after a
+	// reload. A lost lease cuts it.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.Timeout)
 	defer cancel()
 	var lost atomic.Bool
 	stop := make(chan struct{})
@@ -278,7 +281,7 @@ func (d *Drainer) send(ctx context.Context, log *zap.Logger, e queue.Entry) (out
 		}
 	}()
 	// The trace of the postback that queued the update goes with it (operations#call-store-transport).
-	out = d.Store.Patch(sctx, Target{Account: e.Account, Webhook: e.Webhook, RequestID: e.RequestID, TraceParent: e.TraceParent, TraceState: e.TraceState}, e.CallLogID, e.Patch)
+	out = d.Store.PatchUntil(sctx, ctx.Done(), Target{Account: e.Account, Webhook: e.Webhook, RequestID: e.RequestID, TraceParent: e.TraceParent, TraceState: e.TraceState}, e.CallLogID, e.Patch)
 	close(stop)
 	wg.Wait()
 	return out, !lost.Load()

@@ -2,8 +2,6 @@ package postback
 
 import (
 	"context"
-	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -49,30 +47,4 @@ func (e *Edge) previewCall(ctx context.Context, deadline time.Time, t Target, id
 		return Outcome{Class: Queued}
 	}
 	return out
-}
-
-// fanOut runs do(0) … do(n-1) on at most workers goroutines, taking the
-// indexes in order: no goroutine or channel per call.
-func fanOut(n, workers int, do func(i int)) {
-	if n == 1 {
-		do(0)
-		return
-	}
-	workers = min(n, max(workers, 1))
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	wg.Add(workers)
-	for range workers {
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= n {
-					return
-				}
-				do(i)
-			}
-		}()
-	}
-	wg.Wait()
 }

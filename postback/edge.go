@@ -5,8 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/callpostback/caddy-postback/internal/queue"
@@ -133,25 +131,9 @@ func (e *Edge) Apply(ctx context.Context, w *Webhook, requestID string, req *Req
 		e.updateCall(ctx, deadline, t, res, entries, send[0], opts)
 		return res
 	}
-	// A fixed pool of workers takes the calls in order: no goroutine or
-	// channel per call.
-	workers := min(len(send), max(e.MaxConcurrency, 1))
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	wg.Add(workers)
-	for range workers {
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= len(send) {
-					return
-				}
-				e.updateCall(ctx, deadline, t, res, entries, send[i], opts)
-			}
-		}()
-	}
-	wg.Wait()
+	fanOut(len(send), e.MaxConcurrency, func(i int) {
+		e.updateCall(ctx, deadline, t, res, entries, send[i], opts)
+	})
 	return res
 }
 
