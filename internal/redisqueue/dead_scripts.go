@@ -88,7 +88,6 @@ end
 if #entries > 0 then
 	redis.call('HDEL', KEYS[3], 'done')
 	redis.call('HSET', KEYS[3], 'attempt', 0)
-	redis.call('HDEL', KEYS[3], 'done')
 	redis.call('PERSIST', KEYS[3])
 end
 return #entries
