@@ -211,7 +211,8 @@ func (d *Drainer) DrainCall(ctx context.Context, callLogID string, attempt int) 
 			}
 			continue
 		}
-		out, held := d.send(ctx, log, e)
+		out, until, held := d.send(ctx, log, e, leaseUntil)
+		leaseUntil = until
 		switch out.Class {
 		case Applied:
 			if err := d.Queue.Ack(after, callLogID, d.owner, e.ID); err != nil {
@@ -245,46 +246,72 @@ func (d *Drainer) DrainCall(ctx context.Context, callLogID string, attempt int) 
 	return true
 }
 
-// send applies entry e, renewing the call's lease in the background every
-// third of it while the request is in flight (operations#the-queue-in-production). held is false when a
-// renewal failed: then no further attempt is made and nothing further may
-// be sent for the call, which another instance may hold by now.
-func (d *Drainer) send(ctx context.Context, log *zap.Logger, e queue.Entry) (out Outcome, held bool) {
+// send applies entry e while keeping the call's lease, which is ours until
+// leaseUntil (measured before the claim that set it, so never later than
+// Redis's own expiry). The background renewal follows the same rule as
+// DrainCall between sends: renew once less than two thirds of the lease
+// are left (operations#the-queue-in-production). It is timed from the
+// lease, not from when the request or its goroutine started, so a send that
+// starts with only two thirds left still has a third of the lease for its
+// first renewal to land; a renewal without an answer is tried again until
+// the lease ends, and only a lease known to be lost (another owner, or its
+// end passed unrenewed) counts as lost.
+//
+// It returns the lease's end as now known; held is false when the lease
+// was lost: then the request is cut short and nothing further may be sent
+// for the call, which another instance may hold by now.
+func (d *Drainer) send(ctx context.Context, log *zap.Logger, e queue.Entry, leaseUntil time.Time) (out Outcome, until time.Time, held bool) {
 	// A stop lets the attempt in flight finish and starts no other: cut,
 	// it may have been applied unseen and would be sent again after a
 	// reload. A lost lease cuts it.
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.Timeout)
 	defer cancel()
-	var lost atomic.Bool
+	until = leaseUntil
+	lost := false
 	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
+	done := make(chan struct{})
+	// A renewal still waiting for Redis when the request ends is dropped:
+	// the lease known so far covers what follows.
+	renewals, dropRenewal := context.WithCancel(context.WithoutCancel(ctx))
+	defer dropRenewal()
 	go func() {
-		defer wg.Done()
-		tick := time.NewTicker(d.LeaseTTL / 3)
-		defer tick.Stop()
+		defer close(done)
+		timer := time.NewTimer(time.Until(until) - d.LeaseTTL*2/3)
+		defer timer.Stop()
 		for {
 			select {
 			case <-stop:
 				return
-			case <-tick.C:
+			case <-timer.C:
 			}
-			rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), d.LeaseTTL/3)
+			renewedAt := time.Now()
+			rctx, rcancel := context.WithDeadline(renewals, until)
 			ok, err := d.Queue.Claim(rctx, e.CallLogID, d.owner, d.LeaseTTL)
 			rcancel()
-			if err != nil || !ok {
-				lost.Store(true)
-				cancel()
-				log.Warn("could not renew a call's lease while sending; nothing further is sent for it", zap.Bool("taken_by_another", err == nil), zap.Error(err))
+			switch {
+			case renewals.Err() != nil:
 				return
+			case err == nil && ok:
+				until = renewedAt.Add(d.LeaseTTL)
+				timer.Reset(time.Until(until) - d.LeaseTTL*2/3)
+				continue
+			case err != nil && time.Now().Before(until):
+				// No answer yet, and the lease still runs: ask again soon.
+				timer.Reset(min(d.LeaseTTL/30, 100*time.Millisecond))
+				continue
 			}
+			lost = true
+			cancel()
+			log.Warn("lost a call's lease while sending; nothing further is sent for it", zap.Bool("taken_by_another", err == nil), zap.Error(err))
+			return
 		}
 	}()
 	// The trace of the postback that queued the update goes with it (operations#call-store-transport).
 	out = d.Store.PatchUntil(sctx, ctx.Done(), Target{Account: e.Account, Webhook: e.Webhook, RequestID: e.RequestID, TraceParent: e.TraceParent, TraceState: e.TraceState}, e.CallLogID, e.Patch)
 	close(stop)
-	wg.Wait()
-	return out, !lost.Load()
+	dropRenewal()
+	<-done
+	return out, until, !lost
 }
 
 // bury moves e to the dead letters and reports whether it did.

@@ -249,9 +249,9 @@ func (s *overlapStore) count() int {
 // requests for one call in flight at once and every update lands in order.
 func TestTwoDrainersSlowCallStore(t *testing.T) {
 	srv := redistest.Start(t)
-	// A lease long enough that a loaded machine's scheduling delays stay
-	// well under the renewal period (a third of it).
-	const lease = 3 * time.Second
+	// Renewals are timed from the lease, so a loaded machine's delays
+	// must exceed a third of it (0.5 s) to lose it.
+	const lease = 1500 * time.Millisecond
 	store := newOverlapStore(t, lease/2+lease/20)
 	cs, err := postback.NewCallStore(postback.CallStoreConfig{URL: store.URL, Timeout: 5 * time.Second, MaxConcurrency: 16})
 	if err != nil {
@@ -261,7 +261,7 @@ func TestTwoDrainersSlowCallStore(t *testing.T) {
 	b, _ := newDrainer(t, srv.Addr(), cs, lease)
 	a.Timeout, b.Timeout = 5*time.Second, 5*time.Second
 
-	const calls, updates = 6, 3
+	const calls, updates = 6, 4
 	ctx := context.Background()
 	now := time.Now()
 	for u := 0; u < updates; u++ {
@@ -301,5 +301,60 @@ func TestTwoDrainersSlowCallStore(t *testing.T) {
 				t.Fatalf("%s applied out of order: %v", id, got)
 			}
 		}
+	}
+}
+
+// slowRenewals is the Redis queue with a Redis that answers a call's
+// renewals late: every Claim of a call after its first waits delay first.
+type slowRenewals struct {
+	queue.Queue
+	delay   time.Duration
+	mu      sync.Mutex
+	claimed map[string]bool
+}
+
+func (q *slowRenewals) Claim(ctx context.Context, callLogID, owner string, ttl time.Duration) (bool, error) {
+	q.mu.Lock()
+	renewal := q.claimed[callLogID]
+	q.claimed[callLogID] = true
+	q.mu.Unlock()
+	if renewal {
+		select {
+		case <-time.After(q.delay):
+		case <-ctx.Done():
+			return false, ctx.Err()
+		}
+	}
+	return q.Queue.Claim(ctx, callLogID, owner, ttl)
+}
+
+// operations#the-queue-in-production: a renewal answered after a third of the lease, but
+// well before the lease ends, keeps the lease: the request in flight is not
+// cut short and sent again, so each update is applied once.
+func TestLateRenewalKeepsTheLease(t *testing.T) {
+	srv := redistest.Start(t)
+	const lease = 3 * time.Second
+	// The request outlives the first renewal's answer (a third of the
+	// lease, then 0.4 of it).
+	store := newOverlapStore(t, lease*3/4)
+	cs, err := postback.NewCallStore(postback.CallStoreConfig{URL: store.URL, Timeout: 5 * time.Second, MaxConcurrency: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, q := newDrainer(t, srv.Addr(), cs, lease)
+	d.Timeout = 5 * time.Second
+	d.Queue = &slowRenewals{Queue: q, delay: lease * 2 / 5, claimed: map[string]bool{}}
+	ctx := context.Background()
+	now := time.Now()
+	for u := 0; u < 2; u++ {
+		if _, err := q.Append(ctx, &queue.Entry{CallLogID: "late", AcceptedAt: now, Patch: []byte(fmt.Sprintf(`{"seq":%d}`, u))}, false, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d.DrainCall(ctx, "late", 0)
+	store.mu.Lock()
+	defer store.mu.Unlock()
+	if got := strings.Join(store.applied["late"], " "); got != `{"seq":0} {"seq":1}` {
+		t.Fatalf("applied %s, want each update once, in order", got)
 	}
 }
