@@ -223,7 +223,7 @@ func (q *Queue) Revive(ctx context.Context, callLogID string, letters []queue.En
 		return 0, fmt.Errorf("redisqueue: requeue dead letters of call %q: %w", callLogID, err)
 	}
 	keys := q.keysOf(callLogID)
-	moved, err := reviveScript.Run(ctx, q.client, []string{keys.list, keys.dead, keys.meta}, args...).Int()
+	moved, err := asInt(q.runCounted(ctx, reviveScript, callLogID, []string{keys.list, keys.dead, keys.meta}, args...))
 	if err != nil {
 		return 0, fmt.Errorf("redisqueue: requeue dead letters of call %q: %w", callLogID, err)
 	}
@@ -269,8 +269,8 @@ func (q *Queue) TrimDead(ctx context.Context, callLogID string, before time.Time
 			_ = q.reindexDead(ctx, callLogID, letters)
 			return 0, 0, nil
 		}
-		got, err := trimDeadScript.Run(ctx, q.client, []string{keys.dead, keys.list, keys.meta},
-			n, stored[n-1], counterRetention.Milliseconds()).Int()
+		got, err := asInt(q.runCounted(ctx, trimDeadScript, callLogID, []string{keys.dead, keys.list, keys.meta},
+			n, stored[n-1], counterRetention.Milliseconds()))
 		if err != nil {
 			return 0, 0, fmt.Errorf("redisqueue: trim dead letters of call %q: %w", callLogID, err)
 		}

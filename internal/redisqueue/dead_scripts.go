@@ -47,7 +47,7 @@ return #KEYS
 //
 // KEYS: list, dead, meta. ARGV: pairs of headPrefix(id) and replacement
 // ("" keeps the entry as stored). Returns how many entries moved.
-var reviveScript = redis.NewScript(`
+var reviveScript = redis.NewScript(counted(`
 local dead = redis.call('LRANGE', KEYS[2], 0, -1)
 local bodies = {}
 for i, letter in ipairs(dead) do
@@ -91,7 +91,7 @@ if #entries > 0 then
 	redis.call('PERSIST', KEYS[3])
 end
 return #entries
-`)
+`, 1, 2))
 
 // trimDeadScript drops the first ARGV[1] dead letters of a call, if the
 // last of them is still ARGV[2] (nothing was requeued meanwhile). A call
@@ -99,7 +99,7 @@ return #entries
 //
 // KEYS: dead, list, meta. ARGV: count, the last letter dropped, retention
 // in ms. Returns the count, or -1 when the letters changed.
-var trimDeadScript = redis.NewScript(`
+var trimDeadScript = redis.NewScript(counted(`
 local n = tonumber(ARGV[1])
 if redis.call('LINDEX', KEYS[1], n - 1) ~= ARGV[2] then
 	return -1
@@ -109,4 +109,4 @@ if redis.call('LLEN', KEYS[1]) == 0 and redis.call('LLEN', KEYS[2]) == 0 then
 	redis.call('PEXPIRE', KEYS[3], ARGV[3])
 end
 return n
-`)
+`, 2, 1))

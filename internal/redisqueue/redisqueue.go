@@ -96,9 +96,16 @@ func (q *Queue) AppendAll(ctx context.Context, entries []*queue.Entry, opts queu
 		return []string{keys.list, keys.meta}, []any{onlyBehind, entryTail(e), e.UpdateID, opts.MaxPending, notAfter, counterRetention.Milliseconds()}
 	})
 	var appended []*queue.Entry
+	var deltas []countDelta
 	for i, cmd := range cmds {
 		e := entries[i]
 		reply, err := cmd.Result()
+		if err == nil {
+			var d countDelta
+			if reply, d, err = splitCounted(e.CallLogID, reply); err == nil {
+				deltas = append(deltas, d)
+			}
+		}
 		switch v := reply.(type) {
 		case nil:
 			if err != nil && !errors.Is(err, redis.Nil) {
@@ -118,8 +125,10 @@ func (q *Queue) AppendAll(ctx context.Context, entries []*queue.Entry, opts queu
 			results[i].Err = fmt.Errorf("redisqueue: append to call %q: unexpected reply %v", e.CallLogID, reply)
 		}
 	}
-	// The entries are stored, so the appends succeeded even if this fails:
-	// the calls are indexed already (index.go, rule 1).
+	// The entries are stored, so the appends succeeded even if these fail:
+	// the calls are indexed already (index.go, rule 1), and a lost
+	// difference is corrected as counters.go says.
+	_ = q.applyCounts(ctx, deltas)
 	_ = q.indexAll(ctx, appended, opts.Due)
 	return results
 }
@@ -381,8 +390,8 @@ func (q *Queue) Head(ctx context.Context, callLogID string) (queue.Entry, bool, 
 
 func (q *Queue) Ack(ctx context.Context, callLogID, owner, id string) error {
 	keys := q.keysOf(callLogID)
-	waiting, err := ackScript.Run(ctx, q.client, []string{keys.lease, keys.list, keys.dead, keys.meta},
-		owner, headPrefix(id), counterRetention.Milliseconds(), id).Int()
+	waiting, err := asInt(q.runCounted(ctx, ackScript, callLogID, []string{keys.lease, keys.list, keys.dead, keys.meta},
+		owner, headPrefix(id), counterRetention.Milliseconds(), id))
 	if err != nil {
 		return fmt.Errorf("redisqueue: ack call %q: %w", callLogID, err)
 	}
@@ -407,8 +416,8 @@ func (q *Queue) Bury(ctx context.Context, callLogID, owner, id, reason string, a
 		return fmt.Errorf("redisqueue: bury in call %q: %w", callLogID, err)
 	}
 	keys := q.keysOf(callLogID)
-	waiting, err := buryScript.Run(ctx, q.client, []string{keys.lease, keys.list, keys.dead, keys.meta},
-		owner, headPrefix(id), deadInfo(reason, at), id).Int()
+	waiting, err := asInt(q.runCounted(ctx, buryScript, callLogID, []string{keys.lease, keys.list, keys.dead, keys.meta},
+		owner, headPrefix(id), deadInfo(reason, at), id))
 	if err != nil {
 		return fmt.Errorf("redisqueue: bury in call %q: %w", callLogID, err)
 	}
@@ -464,7 +473,7 @@ func (q *Queue) Requeue(ctx context.Context, callLogID string, due time.Time) (i
 		return 0, fmt.Errorf("redisqueue: requeue call %q: %w", callLogID, err)
 	}
 	keys := q.keysOf(callLogID)
-	moved, err := requeueScript.Run(ctx, q.client, []string{keys.list, keys.dead, keys.meta}).Int()
+	moved, err := asInt(q.runCounted(ctx, requeueScript, callLogID, []string{keys.list, keys.dead, keys.meta}))
 	if err != nil {
 		return 0, fmt.Errorf("redisqueue: requeue call %q: %w", callLogID, err)
 	}

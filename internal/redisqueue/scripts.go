@@ -30,7 +30,7 @@ import (
 // time after which not to append.
 // Returns the ID; nil when nothing was appended; -1 when the call is full;
 // -2 when Settle declared the update not stored.
-var appendScript = redis.NewScript(`
+var appendScript = redis.NewScript(counted(`
 local seen = ARGV[3] ~= '' and redis.call('HGET', KEYS[2], 'u:' .. ARGV[3])
 if seen then
 	if seen == '-' then
@@ -65,13 +65,13 @@ if waiting == 0 then
 end
 local seq = redis.call('HINCRBY', KEYS[2], 'seq', 1)
 redis.call('PERSIST', KEYS[2])
-local id = string.format('%0` + strconv.Itoa(idWidth) + `d', seq)
+local id = string.format('%0`+strconv.Itoa(idWidth)+`d', seq)
 if ARGV[3] ~= '' then
 	redis.call('HSET', KEYS[2], 'u:' .. ARGV[3], id)
 end
 redis.call('RPUSH', KEYS[1], '{"id":"' .. id .. '"' .. ARGV[2])
 return id
-`)
+`, 1, 0))
 
 // settleScript decides an append whose answer was lost: if the update is
 // stored it says so, else it marks the update not stored ("-"), so that a
@@ -151,7 +151,7 @@ local waiting = redis.call('LLEN', KEYS[2])
 // KEYS: lease, list, dead, meta. ARGV: owner, headPrefix(id), retention in
 // ms, id. Returns how many entries still wait, or -1
 // (queue.ErrNotLeaseholder).
-var ackScript = redis.NewScript(popHeldHead + `
+var ackScript = redis.NewScript(counted(popHeldHead+`
 local update = string.match(head, '^{"id":"[0-9]*","update_id":"([^"\\]*)"')
 if update then
 	redis.call('HDEL', KEYS[4], 'u:' .. update)
@@ -160,17 +160,17 @@ if waiting == 0 and redis.call('EXISTS', KEYS[3]) == 0 then
 	redis.call('PEXPIRE', KEYS[4], ARGV[3])
 end
 return waiting
-`)
+`, 2, 3))
 
 // buryScript moves the head entry to the tail of the dead letters, behind a
 // line with the reason and time (deadInfo).
 //
 // KEYS: lease, list, dead, meta. ARGV: owner, headPrefix(id), deadInfo,
 // id. Returns how many entries still wait, or -1 (queue.ErrNotLeaseholder).
-var buryScript = redis.NewScript(popHeldHead + `
+var buryScript = redis.NewScript(counted(popHeldHead+`
 redis.call('RPUSH', KEYS[3], ARGV[3] .. '\n' .. head)
 return waiting
-`)
+`, 2, 3))
 
 // requeueScript moves the dead letters back to the head of the list, in
 // their order, each without its reason line, and resets the attempt count.
@@ -179,7 +179,7 @@ return waiting
 // dead letters and changes nothing.
 //
 // KEYS: list, dead, meta. Returns how many entries moved.
-var requeueScript = redis.NewScript(`
+var requeueScript = redis.NewScript(counted(`
 local dead = redis.call('LRANGE', KEYS[2], 0, -1)
 local entries = {}
 for i, letter in ipairs(dead) do
@@ -199,7 +199,7 @@ if #entries > 0 then
 	redis.call('PERSIST', KEYS[3])
 end
 return #entries
-`)
+`, 1, 2))
 
 // setAttemptScript sets the attempt count of a call that has entries
 // waiting, for Schedule and Wake; a call with none is left alone.

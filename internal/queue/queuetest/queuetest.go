@@ -214,6 +214,72 @@ func Run(t *testing.T, newQueue func(t *testing.T) queue.Queue) {
 		}
 	})
 
+	t.Run("operations#the-queue-in-production the counts follow every write: append, ack, bury, requeue, a write run twice", func(t *testing.T) {
+		q := newQueue(t)
+		want := func(step string, pendingCalls, pendingEntries, deadCalls, deadEntries int, oldest time.Time) {
+			t.Helper()
+			st, err := q.Stats(ctx)
+			if err != nil {
+				t.Fatalf("%s: Stats: %v", step, err)
+			}
+			if !st.OldestPending.Equal(oldest) {
+				t.Fatalf("%s: oldest pending = %v, want %v", step, st.OldestPending, oldest)
+			}
+			st.OldestPending = time.Time{}
+			if w := (queue.Stats{PendingCalls: pendingCalls, PendingEntries: pendingEntries, DeadCalls: deadCalls, DeadEntries: deadEntries}); st != w {
+				t.Fatalf("%s: Stats = %+v, want %+v", step, st, w)
+			}
+		}
+		want("empty", 0, 0, 0, 0, time.Time{})
+		older, newer := now.Add(-time.Hour), now.Add(-time.Minute)
+		at := func(call, patch, update string, accepted time.Time) *queue.Entry {
+			e := entry(call, patch)
+			e.UpdateID, e.AcceptedAt = update, accepted
+			return e
+		}
+		mustAppend(t, q, at("n1", `{"n":1}`, "u-n1", newer), false)
+		want("one append", 1, 1, 0, 0, newer)
+		mustAppend(t, q, at("o1", `{"o":1}`, "u-o1", older), false)
+		mustAppend(t, q, at("o1", `{"o":2}`, "u-o2", newer), false)
+		want("three appends on two calls", 2, 3, 0, 0, older)
+		mustAppend(t, q, at("o1", `{"o":2}`, "u-o2", newer), false)
+		want("an append run twice", 2, 3, 0, 0, older)
+		if ok, _ := q.Claim(ctx, "o1", "a", time.Minute); !ok {
+			t.Fatal("claim failed")
+		}
+		head, _, _ := q.Head(ctx, "o1")
+		if err := q.Bury(ctx, "o1", "a", head.ID, "not_found: call not found", now); err != nil {
+			t.Fatal(err)
+		}
+		want("a burial", 2, 2, 1, 1, newer)
+		head, _, _ = q.Head(ctx, "o1")
+		if err := q.Ack(ctx, "o1", "a", head.ID); err != nil {
+			t.Fatal(err)
+		}
+		// The same ack again (a client retry on Redis; refused in memory)
+		// changes no count.
+		_ = q.Ack(ctx, "o1", "a", head.ID)
+		want("an ack, run twice", 1, 1, 1, 1, newer)
+		if n, err := q.Requeue(ctx, "o1", now); err != nil || n != 1 {
+			t.Fatalf("requeue = %d, %v", n, err)
+		}
+		want("a requeue", 2, 2, 0, 0, older)
+		if n, err := q.Requeue(ctx, "o1", now); err != nil || n != 0 {
+			t.Fatalf("second requeue = %d, %v", n, err)
+		}
+		want("a requeue with nothing dead", 2, 2, 0, 0, older)
+		if ok, _ := q.Claim(ctx, "n1", "a", time.Minute); !ok {
+			t.Fatal("claim failed")
+		}
+		for _, call := range []string{"o1", "n1"} {
+			head, _, _ := q.Head(ctx, call)
+			if err := q.Ack(ctx, call, "a", head.ID); err != nil {
+				t.Fatal(err)
+			}
+		}
+		want("two acks", 0, 0, 0, 0, time.Time{})
+	})
+
 	t.Run("operations#order concurrent appends keep every entry once", func(t *testing.T) {
 		q := newQueue(t)
 		mustAppend(t, q, entry("c1", `0`), false)
