@@ -3,7 +3,8 @@
 # measurements (see bench/README.md).
 #
 #   bash bench/profile.sh                      # under the "single" load
-#   TARGET=reject bash bench/profile.sh        # single, batch, proxy, reject, respond or signed
+#   TARGET=reject bash bench/profile.sh        # single, batch, proxy, reject, respond, signed or idemkey
+#   QUEUE=redis bash bench/profile.sh          # the postback app on a local redis-server
 #   PROFILE_SECONDS=30 OUT=/tmp/prof bash bench/profile.sh
 #
 # Same build, Caddyfile, pinning and load as that measurement of bench/run.sh. While the load runs it fetches, over the same window, from
@@ -17,8 +18,8 @@
 # and by count). The profiles and the Caddy binary stay in $OUT (default: a
 # new temp dir) for `go tool pprof -http`.
 #
-# Environment: TARGET (single), PROFILE_SECONDS (20), CONNS (32), WARMUP (1s), PIN, CADDY_CPUS,
-# LOAD_CPUS, QUIET_WAIT, OUT. See bench/lib.sh.
+# Environment: TARGET (single), QUEUE (memory|redis), PROFILE_SECONDS (20), CONNS (32), WARMUP (1s),
+# PIN, CADDY_CPUS, LOAD_CPUS, QUIET_WAIT, OUT. See bench/lib.sh.
 set -euo pipefail
 
 # shellcheck source=bench/lib.sh
@@ -26,10 +27,18 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 PROFILE_SECONDS=${PROFILE_SECONDS:-20}
 TARGET=${TARGET:-single}
+QUEUE=${QUEUE:-memory}
 case $TARGET in
-single | batch | proxy | reject | respond | signed) ;;
+single | batch | proxy | reject | respond | signed | idemkey) ;;
 *)
-	log "TARGET must be single, batch, proxy, reject, respond or signed, got $TARGET"
+	log "TARGET must be single, batch, proxy, reject, respond, signed or idemkey, got $TARGET"
+	exit 2
+	;;
+esac
+case $QUEUE in
+memory | redis) ;;
+*)
+	log "QUEUE must be memory or redis, got $QUEUE"
 	exit 2
 	;;
 esac
@@ -45,6 +54,7 @@ command -v curl >/dev/null || {
 }
 
 bench_build
+bench_queue "$QUEUE"
 bench_start
 bench_bodies
 bench_smoke
@@ -58,6 +68,7 @@ LOAD_FLAGS=()
 case $TARGET in
 single) LOAD=("$POSTBACK_URL" "$SINGLE_BODY" 200) ;;
 signed) LOAD=("$SIGNED_URL" "$SINGLE_BODY" 200) LOAD_FLAGS=(-sign-secret "$BENCH_SECRET") ;;
+idemkey) LOAD=("$POSTBACK_URL" "$SINGLE_BODY" 200) LOAD_FLAGS=(-idempotency-key "profile-$(date +%s%N)") ;;
 batch) LOAD=("$POSTBACK_URL" "$BATCH_BODY" 200) ;;
 proxy) LOAD=("$PROXY_URL" "$SINGLE_BODY" 200) ;;
 reject) LOAD=("$POSTBACK_URL" "$REJECT_BODY" 400) ;;
@@ -87,7 +98,7 @@ wait "$ALLOCS_PID" || {
 wait "$LOAD_PID"
 
 echo
-echo "== caddy-postback: Caddy profiles under the $TARGET load ($(date -u +%Y-%m-%dT%H:%M:%SZ))"
+echo "== caddy-postback: Caddy profiles under the $TARGET load, $QUEUE queue ($(date -u +%Y-%m-%dT%H:%M:%SZ))"
 machine_info
 echo "load:     $CONNS connections, ${LOAD_SECONDS}s measured (profiling costs some throughput): $(cat "$OUT/load.json")"
 echo "loadavg:  $(cut -d' ' -f1-3 /proc/loadavg)"

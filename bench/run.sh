@@ -9,14 +9,17 @@
 # (bench/Caddyfile.bench) on free loopback ports, and measures in every round,
 # back to back:
 #
-#   proxy   POST a single-id body to reverse_proxy -> upstream
-#   single  POST a single-id update_fields postback -> 1 PATCH upstream
-#   batch   POST a 50-id update_fields postback     -> 50 PATCHes upstream
-#   reject  POST an invalid body to the handler     -> 400, nothing upstream
-#   respond POST the same body to a static `respond`
-#   keyed   the single-id postback with its query key, again ...
-#   signed  ... and right beside it the same postback signed (Standard Webhooks,
-#           no key; the load generator computes each request's signature)
+#   proxy    POST a single-id body to reverse_proxy -> upstream
+#   single   POST a single-id update_fields postback -> 1 PATCH upstream
+#   batch    POST a 50-id update_fields postback     -> 50 PATCHes upstream
+#   reject   POST an invalid body to the handler     -> 400, nothing upstream
+#   respond  POST the same body to a static `respond`
+#   querykey the single-id postback with its query key, again ...
+#   signed   ... and right beside it the same postback signed (Standard Webhooks,
+#            no key; the load generator computes each request's signature)
+#   plain    with Redis only: the single-id postback once more ...
+#   idemkey  ... and right beside it with a new Idempotency-Key on every
+#            request (a key Redis has not seen: looked up, held and stored)
 #
 # Every measurement runs twice: with the memory queue, then with Redis (a
 # local redis-server on a free port, on the load side's CPUs): QUEUES picks
@@ -24,17 +27,20 @@
 # benchmark (bench/drain): 5000 updates queued for 1000 live calls, then
 # drained by call-completed in batches of 50, against 5000 single-id updates
 # of completed calls sent the same way; with Redis, the memory per queued
-# update.
+# update. At the end, the medians of both queues side by side.
 #
-# Odd rounds run proxy, single, batch, reject, respond; even rounds the reverse
-# order within each group (batch, single, proxy, respond, reject), so "single"
-# is always measured right next to both its partners and drift (heat, the
-# neighbours' load, GC state) cancels over the rounds instead of favouring one
-# side. The report gives, per ratio, min / median / max over the rounds, the
-# raw figures and the machine. A measurement, not a test: it exits 0 whatever
-# the ratios (non-zero only when it could not run).
+# Odd rounds run proxy, single, batch, reject, respond, querykey, signed,
+# plain, idemkey; even rounds the reverse order within each group (batch,
+# single, proxy, respond, reject, signed, querykey, idemkey, plain), so
+# "single" is always measured right next to both its partners, each pair back
+# to back, and drift (heat, the neighbours' load, GC state) cancels over the
+# rounds instead of favouring one side. The report gives, per ratio, min /
+# median / max over the rounds, the raw figures and the machine. A
+# measurement, not a test: it exits 0 whatever the ratios (non-zero only when
+# it could not run).
 #
 # Environment: ROUNDS (7), DURATION (5s), CONNS (32), WARMUP (1s), PIN (auto|0),
+# QUEUES ("memory redis"), DRAIN (1; 0 leaves the drain benchmark out),
 # CADDY_CPUS, LOAD_CPUS, QUIET_WAIT (0), OTHER_MAX (0.25: other processes' cores
 # above which a round counts as disturbed), BENCH_SAVE=<file> (keep the load
 # generator's JSON lines), KEEP=1 (keep the temp dir). See bench/lib.sh.
@@ -63,6 +69,7 @@ suite() { # suite memory|redis: start, measure, report, stop
 	bench_start
 	bench_bodies
 	bench_smoke
+	[ "$QUEUE" = redis ] && smoke_idempotency
 
 	RESULTS=$BENCH_TMP/results-$QUEUE.txt
 	RAW=$BENCH_TMP/raw-$QUEUE.jsonl
@@ -75,9 +82,9 @@ suite() { # suite memory|redis: start, measure, report, stop
 		echo "${v:-0}"
 	}
 
-	measure() { # measure <round> <name> <url> <body file> <expected status>
+	measure() { # measure <round> <name> <url> <body file> <expected status> [loadgen flags...]
 		local json
-		json=$(loadgen "$3" "$4" "$5" "$DURATION")
+		json=$(loadgen "$3" "$4" "$5" "$DURATION" "${@:6}")
 		echo "{\"round\":$1,\"target\":\"$2\",\"result\":$json}" >>"$RAW"
 		echo "$1 $2 $(jnum "$json" rps) $(jnum "$json" cpu_us_per_req) $(jnum "$json" cpu_util)" \
 			"$(jnum "$json" errors) $(jnum "$json" rss_peak_kib) $(jnum "$json" requests)" \
@@ -96,6 +103,10 @@ suite() { # suite memory|redis: start, measure, report, stop
 		batch) measure "$1" batch "$POSTBACK_URL" "$BATCH_BODY" 200 ;;
 		reject) measure "$1" reject "$POSTBACK_URL" "$REJECT_BODY" 400 ;;
 		respond) measure "$1" respond "$STATIC_URL" "$REJECT_BODY" 200 ;;
+		querykey) measure "$1" querykey "$POSTBACK_URL" "$SINGLE_BODY" 200 ;;
+		signed) measure "$1" signed "$SIGNED_URL" "$SINGLE_BODY" 200 -sign-secret "$BENCH_SECRET" ;;
+		plain) measure "$1" plain "$POSTBACK_URL" "$SINGLE_BODY" 200 ;;
+		idemkey) measure "$1" idemkey "$POSTBACK_URL" "$SINGLE_BODY" 200 -idempotency-key "bench-$1-$(date +%s%N)" ;;
 		esac
 	}
 
@@ -103,13 +114,17 @@ suite() { # suite memory|redis: start, measure, report, stop
 	LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 	RSS_IDLE=$(rss_kib "$CADDY_PID")
 	STARTED=$SECONDS
-	log "measuring: $ROUNDS rounds x 5 measurements x (${WARMUP} warm-up + ${DURATION}), about" \
-		"$(awk -v r="$ROUNDS" -v d="$(seconds "$DURATION")" -v w="$(seconds "$WARMUP")" 'BEGIN {printf "%.0f", r * 5 * (d + w + 0.5)}')s ..."
+	local targets=7
+	[ "$QUEUE" = redis ] && targets=9
+	log "measuring, $QUEUE queue: $ROUNDS rounds x $targets measurements x (${WARMUP} warm-up + ${DURATION}), about" \
+		"$(awk -v r="$ROUNDS" -v d="$(seconds "$DURATION")" -v w="$(seconds "$WARMUP")" -v t="$targets" 'BEGIN {printf "%.0f", r * t * (d + w + 0.5)}')s ..."
 	for ((r = 1; r <= ROUNDS; r++)); do
 		if ((r % 2 == 1)); then
-			order=(proxy single batch reject respond)
+			order=(proxy single batch reject respond querykey signed)
+			[ "$QUEUE" = redis ] && order+=(plain idemkey)
 		else
-			order=(batch single proxy respond reject)
+			order=(batch single proxy respond reject signed querykey)
+			[ "$QUEUE" = redis ] && order+=(idemkey plain)
 		fi
 		for t in "${order[@]}"; do run_target "$r" "$t"; done
 	done
@@ -124,8 +139,12 @@ suite() { # suite memory|redis: start, measure, report, stop
 	echo "bodies:   single $(wc -c <"$SINGLE_BODY")B, batch $(wc -c <"$BATCH_BODY")B, invalid $(wc -c <"$REJECT_BODY")B: $(cat "$REJECT_BODY")"
 	echo
 
+	# Targets: with Redis, single / reverse_proxy has a required level (1.15, 0.85)
+	# and the memory queue's as its goal (1.3, 0.75).
+	if [ "$QUEUE" = redis ]; then rps_t=1.15 cpu_t=0.85; else rps_t=1.3 cpu_t=0.75; fi
 	awk -v nproc="$(nproc)" -v load_before="${LOAD_BEFORE%% *}" -v batch="$BATCH_SIZE" \
-		-v rss_idle="$RSS_IDLE" -v rss_end="$RSS_END" -v other_max="$OTHER_MAX" '
+		-v rss_idle="$RSS_IDLE" -v rss_end="$RSS_END" -v other_max="$OTHER_MAX" \
+		-v rps_t="$rps_t" -v cpu_t="$cpu_t" -v sumfile="$BENCH_TMP/summary-$QUEUE.txt" '
 	function median(a, n,   i, j, t, b) {
 		for (i = 1; i <= n; i++) b[i] = a[i]
 		for (i = 2; i <= n; i++) { t = b[i]; for (j = i - 1; j >= 1 && b[j] > t; j--) b[j+1] = b[j]; b[j+1] = t }
@@ -133,19 +152,34 @@ suite() { # suite memory|redis: start, measure, report, stop
 	}
 	function minof(a, n,   i, m) { m = a[1]; for (i = 2; i <= n; i++) if (a[i] < m) m = a[i]; return m }
 	function maxof(a, n,   i, m) { m = a[1]; for (i = 2; i <= n; i++) if (a[i] > m) m = a[i]; return m }
-	# summary of ratio k over the rounds with a value (and, when clean_only, not disturbed)
-	function summary(k, label, op, target, clean_only,   r, n, v, med, verdict) {
+	function meets(v, op, t) { return op == ">=" ? v >= t : v <= t }
+	# summary of ratio k over the rounds with a value (and, when clean_only, not
+	# disturbed); goal: a level beyond the target (0: none). The summary over all
+	# rounds also goes to sumfile, for the side-by-side table at the end.
+	function summary(k, label, op, target, goal, clean_only,   r, n, v, med, verdict, tgt) {
 		n = 0
 		for (r = 1; r <= rounds; r++)
 			if (((k, r) in ratio) && !(clean_only && disturbed[r])) v[++n] = ratio[k, r]
+		tgt = sprintf("%s %.2f", op, target) (goal ? sprintf(" (goal %.2f)", goal) : "")
 		if (n == 0) {
-			printf "  %-40s %7s %7s %7s    %s %.2f   %s\n", label, "n/a", "n/a", "n/a", op, target, "-"
+			printf "  %-40s %7s %7s %7s    %-18s %s\n", label, "n/a", "n/a", "n/a", tgt, "-"
+			if (!clean_only) printf "%s|%s|%s|n/a|n/a|n/a|-\n", k, label, tgt >sumfile
 			return
 		}
 		med = median(v, n)
-		verdict = (op == ">=" ? med >= target : med <= target) ? "met" : "NOT met"
-		printf "  %-40s %7.3f %7.3f %7.3f    %s %.2f   %s%s\n", label, minof(v, n), med, maxof(v, n), op, target, verdict,
+		verdict = meets(med, op, target) ? "met" : "NOT met"
+		if (goal) verdict = verdict (meets(med, op, goal) ? ", goal met" : ", goal NOT met")
+		printf "  %-40s %7.3f %7.3f %7.3f    %-18s %s%s\n", label, minof(v, n), med, maxof(v, n), tgt, verdict,
 			(n < rounds && !clean_only) ? sprintf(" (%d rounds with a value)", n) : ""
+		if (!clean_only) printf "%s|%s|%s|%.3f|%.3f|%.3f|%s\n", k, label, tgt, med, minof(v, n), maxof(v, n), verdict >sumfile
+	}
+	function summaries(clean_only) {
+		summary("rps", "single / reverse_proxy, req/s", ">=", rps_t, rps_t != 1.3 ? 1.3 : 0, clean_only)
+		summary("cpu", "single / reverse_proxy, CPU per request", "<=", cpu_t, cpu_t != 0.75 ? 0.75 : 0, clean_only)
+		summary("batch", "batch(50) / single, calls/s", ">=", 2.2, 0, clean_only)
+		summary("reject", "reject(400) / respond, req/s", ">=", 0.9, 0, clean_only)
+		summary("signed", "signed / query key, req/s", ">=", 0.95, 0, clean_only)
+		if (idem) summary("idem", "new Idempotency-Key / none, req/s", ">=", 0.8, 0, clean_only)
 	}
 	function setratio(k, r, num, den) { if (den > 0 && num > 0) ratio[k, r] = num / den }
 	function showratio(k, r) { return ((k, r) in ratio) ? sprintf("%.3f", ratio[k, r]) : "n/a" }
@@ -156,6 +190,7 @@ suite() { # suite memory|redis: start, measure, report, stop
 		if ($10 > maxother_r[r]) maxother_r[r] = $10
 		if ($10 > other_max) { disturbed[r] = 1; busy++ }
 		if (r > rounds) rounds = r
+		if (t == "idemkey") idem = 1
 		order[++nrows] = r SUBSEP t
 		totalerr += $6
 		if (t == "single" && $7 > rsspeak) { rsspeak = $7; rsspeakround = r }
@@ -164,44 +199,43 @@ suite() { # suite memory|redis: start, measure, report, stop
 	END {
 		print "raw figures, in the order measured. CPU/req: delta utime+stime of the Caddy process over the window"
 		print "/ requests completed in it. Cores, over the window (1.00 = one core busy): caddy = Caddy CPU s / wall s;"
-		print "load = load generator + upstream; other = whole machine (/proc/stat) - caddy - load, i.e. other processes."
+		print "load = load generator + upstream (+ redis-server); other = whole machine (/proc/stat) - caddy - load,"
+		print "i.e. other processes."
 		printf "  %-5s %-8s %9s %9s %10s %5s %5s %5s %6s %7s %7s %7s\n", "round", "target", "req/s", "calls/s", "CPU/req us",
 			"caddy", "load", "other", "errors", "RSS MiB", "up/req", "up conn"
 		for (i = 1; i <= nrows; i++) {
 			split(order[i], k, SUBSEP); r = k[1]; t = k[2]
-			calls = (t == "batch") ? rps[r, t] * batch : (t == "single" ? rps[r, t] : 0)
+			calls = (t == "batch") ? rps[r, t] * batch : ((t == "reject" || t == "respond" || t == "proxy") ? 0 : rps[r, t])
 			printf "  %-5d %-8s %9.1f %9s %10.1f %5.2f %5.2f %5.2f %6d %7.1f %7.2f %7d\n", r, t, rps[r, t],
 				(calls > 0 ? sprintf("%.1f", calls) : "-"), cpu[r, t], util[r, t], loadc[r, t], other[r, t],
 				errs[r, t], rss[r, t] / 1024, upper[r, t], upconns[r, t]
 		}
 		print "  RSS MiB: peak VmRSS of Caddy during the window. up/req: requests the upstream answered in the window"
-		print "  per request completed (1 for single and proxy, 50 for batch, 0 for reject and respond); up conn:"
-		print "  connections the upstream accepted in the window (0 when Caddy reuses its pooled connections)."
+		print "  per request completed (1 for proxy and the single-id postbacks, 50 for batch, 0 for reject and"
+		print "  respond); up conn: connections the upstream accepted in the window (0 when Caddy reuses its pooled"
+		print "  connections)."
 		print ""
 		printf "ratios per round (a round is disturbed when other processes took over %.2f core in one of its windows):\n", other_max
-		printf "  %-5s %18s %20s %20s %20s  %s\n", "round", "single/proxy req/s", "single/proxy CPU/req", "batch/single calls/s", "reject/respond req/s", "max other"
+		printf "  %-5s %12s %12s %12s %12s %12s %12s  %s\n", "round", "single/proxy", "single/proxy", "batch/single", "reject/", "signed/", "idemkey/", "max other"
+		printf "  %-5s %12s %12s %12s %12s %12s %12s\n", "", "req/s", "CPU/req", "calls/s", "respond", "querykey", "plain"
 		for (r = 1; r <= rounds; r++) {
 			setratio("rps", r, rps[r, "single"], rps[r, "proxy"])
 			setratio("cpu", r, cpu[r, "single"], cpu[r, "proxy"])
 			setratio("batch", r, rps[r, "batch"] * batch, rps[r, "single"])
 			setratio("reject", r, rps[r, "reject"], rps[r, "respond"])
+			setratio("signed", r, rps[r, "signed"], rps[r, "querykey"])
+			setratio("idem", r, rps[r, "idemkey"], rps[r, "plain"])
 			if (!disturbed[r]) clean++
-			printf "  %-5d %18s %20s %20s %20s  %.2f%s\n", r, showratio("rps", r), showratio("cpu", r), showratio("batch", r),
-				showratio("reject", r), maxother_r[r], disturbed[r] ? " disturbed" : ""
+			printf "  %-5d %12s %12s %12s %12s %12s %12s  %.2f%s\n", r, showratio("rps", r), showratio("cpu", r), showratio("batch", r),
+				showratio("reject", r), showratio("signed", r), showratio("idem", r), maxother_r[r], disturbed[r] ? " disturbed" : ""
 		}
 		print ""
-		printf "summary over all %d rounds                    %7s %7s %7s    %-7s  %s\n", rounds, "min", "median", "max", "target", "median vs target"
-		summary("rps", "single / reverse_proxy, req/s", ">=", 1.3, 0)
-		summary("cpu", "single / reverse_proxy, CPU per request", "<=", 0.75, 0)
-		summary("batch", "batch(50) / single, calls/s", ">=", 2.2, 0)
-		summary("reject", "reject(400) / respond, req/s", ">=", 0.9, 0)
+		printf "summary over all %d rounds                    %7s %7s %7s    %-18s %s\n", rounds, "min", "median", "max", "target", "median vs target"
+		summaries(0)
 		if (clean > 0 && clean < rounds) {
 			print ""
-			printf "summary over the %d undisturbed rounds        %7s %7s %7s    %-7s  %s\n", clean, "min", "median", "max", "target", "median vs target"
-			summary("rps", "single / reverse_proxy, req/s", ">=", 1.3, 1)
-			summary("cpu", "single / reverse_proxy, CPU per request", "<=", 0.75, 1)
-			summary("batch", "batch(50) / single, calls/s", ">=", 2.2, 1)
-			summary("reject", "reject(400) / respond, req/s", ">=", 0.9, 1)
+			printf "summary over the %d undisturbed rounds        %7s %7s %7s    %-18s %s\n", clean, "min", "median", "max", "target", "median vs target"
+			summaries(1)
 		}
 		print ""
 		printf "memory:   Caddy VmRSS %.1f MiB idle before the load; peak %.1f MiB during the single-id runs (round %d); %.1f MiB after all runs\n",
@@ -220,17 +254,26 @@ suite() { # suite memory|redis: start, measure, report, stop
 		print "This is a measurement, not a test: the targets are printed for comparison only."
 	}' "$RESULTS"
 
-	echo
-	log "drain benchmark, $QUEUE queue ..."
-	DRAIN=$(drain_bench)
-	echo "drain ($QUEUE queue): $DRAIN"
-	awk -v line="$DRAIN" -v queue="$QUEUE" 'BEGIN {
-		n = split(line, parts, /[{},]/)
-		for (i = 1; i <= n; i++) if (split(parts[i], kv, ":") == 2) { gsub(/"/, "", kv[1]); v[kv[1]] = kv[2] }
-		printf "  queue rate / single-id updates of completed calls  %.3f    >= 0.70   %s\n", v["queue_over_baseline"], (v["queue_over_baseline"] >= 0.7 ? "met" : "NOT met")
-		printf "  drain rate / single-id updates of completed calls  %.3f    >= 0.50   %s\n", v["drain_over_baseline"], (v["drain_over_baseline"] >= 0.5 ? "met" : "NOT met")
-		if (queue == "redis") printf "  Redis memory per queued update                     %.0f B    <= 600    %s\n", v["redis_bytes_per_update"], (v["redis_bytes_per_update"] <= 600 ? "met" : "NOT met")
-	}'
+	if [ "${DRAIN:-1}" = 1 ]; then
+		echo
+		log "drain benchmark, $QUEUE queue ..."
+		DRAIN_JSON=$(drain_bench)
+		echo "drain ($QUEUE queue): $DRAIN_JSON"
+		awk -v line="$DRAIN_JSON" -v queue="$QUEUE" -v sumfile="$BENCH_TMP/summary-$QUEUE.txt" '
+		function row(k, label, v, fmt, op, target,   ok, verdict) {
+			ok = op == ">=" ? v >= target + 0 : v <= target + 0
+			verdict = ok ? "met" : "NOT met"
+			printf "  %-55s " fmt "    %s %-6s %s\n", label, v, op, target, verdict
+			printf "%s|%s|%s %s|" fmt "|||%s\n", k, label, op, target, v, verdict >>sumfile
+		}
+		BEGIN {
+			n = split(line, parts, /[{},]/)
+			for (i = 1; i <= n; i++) if (split(parts[i], kv, ":") == 2) { gsub(/"/, "", kv[1]); v[kv[1]] = kv[2] }
+			row("drain_queue", "drain: queue rate / single-id updates, completed calls", v["queue_over_baseline"], "%.3f", ">=", "0.70")
+			row("drain_drain", "drain: drain rate / single-id updates, completed calls", v["drain_over_baseline"], "%.3f", ">=", "0.50")
+			if (queue == "redis") row("drain_bytes", "drain: Redis memory per queued update, bytes", v["redis_bytes_per_update"], "%.0f", "<=", 600)
+		}'
+	fi
 
 	if [ -n "${BENCH_SAVE:-}" ]; then
 		cp "$RAW" "$BENCH_SAVE.$QUEUE"
@@ -239,8 +282,35 @@ suite() { # suite memory|redis: start, measure, report, stop
 	bench_stop
 }
 
-for q in ${QUEUES:-memory redis}; do
+QUEUES=${QUEUES:-memory redis}
+for q in $QUEUES; do
 	suite "$q"
 done
 bench_stop_redis
+
+# Both queues side by side: the medians over all rounds (drain: its one run).
+echo
+echo "== side by side: median over all rounds (min-max), vs target"
+files=()
+for q in $QUEUES; do files+=("$BENCH_TMP/summary-$q.txt"); done
+awk -v queues="$QUEUES" '
+FNR == 1 { qi++ }
+{
+	split($0, f, "|"); k = f[1]; label[k] = f[2]
+	cell[k, qi] = f[4] (f[5] != "" ? " (" f[5] "-" f[6] ")" : ""); tgt[k, qi] = f[3]; verdict[k, qi] = f[7]
+}
+END {
+	nq = split(queues, q, " ")
+	nk = split("rps cpu batch reject signed idem drain_queue drain_drain drain_bytes", keys, " ")
+	printf "  %-55s %-7s %-22s %-20s %s\n", "ratio", "queue", "median (min-max)", "target", "verdict"
+	for (j = 1; j <= nk; j++) {
+		k = keys[j]; first = 1
+		if (!(k in label)) continue
+		for (i = 1; i <= nq; i++) {
+			if (!((k, i) in cell)) continue
+			printf "  %-55s %-7s %-22s %-20s %s\n", first ? label[k] : "", q[i], cell[k, i], tgt[k, i], verdict[k, i]
+			first = 0
+		}
+	}
+}' "${files[@]}"
 exit 0
