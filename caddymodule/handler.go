@@ -25,7 +25,8 @@ func init() {
 	caddy.RegisterModule(new(Handler))
 }
 
-// Handler terminates partner postbacks (docs/partner-api.md#endpoints–partner-api#responses). The endpoint is the
+// Handler terminates partner postbacks (docs/partner-api.md, from #endpoints
+// to #responses). The endpoint is the
 // last segment of the request path: update-revenue, update-tags,
 // update-fields, or call-completed.
 type Handler struct {

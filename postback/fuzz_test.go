@@ -1,6 +1,6 @@
 package postback
 
-// Native fuzz targets for the parsers of docs/partner-api.md#request-format–partner-api#responses and the JSON writers
+// Native fuzz targets for the parsers of docs/partner-api.md (#request-format to #responses) and the JSON writers
 // behind them.
 //
 //	go test ./postback/ -run '^$' -fuzz '^FuzzParseJSON$' -fuzztime 6m -parallel 2

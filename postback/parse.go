@@ -38,7 +38,7 @@ type Parser struct {
 	Now func() time.Time
 }
 
-// Defaults of docs/partner-api.md#batches–partner-api#limits and partner-api#fields.
+// Defaults of docs/partner-api.md#batches, #limits and #fields.
 const (
 	DefaultAuthParam = "moja_auth_key"
 	DefaultMaxBatch  = 50
