@@ -47,16 +47,7 @@ return #KEYS
 //
 // KEYS: list, dead, meta. ARGV: pairs of headPrefix(id) and replacement
 // ("" keeps the entry as stored). Returns how many entries moved.
-var reviveScript = redis.NewScript(counted(`
-local dead = redis.call('LRANGE', KEYS[2], 0, -1)
-local bodies = {}
-for i, letter in ipairs(dead) do
-	local cut = string.find(letter, '\n', 1, true)
-	if not cut then
-		return redis.error_reply('redisqueue: malformed dead letter ' .. i .. ' in ' .. KEYS[2])
-	end
-	bodies[i] = string.sub(letter, cut + 1)
-end
+var reviveScript = redis.NewScript(counted(deadLetters+`
 local taken = {}
 local entries = {}
 for j = 1, #ARGV / 2 do
@@ -82,16 +73,7 @@ for i, letter in ipairs(dead) do
 		redis.call('RPUSH', KEYS[2], letter)
 	end
 end
-for j = #entries, 1, -1 do
-	redis.call('LPUSH', KEYS[1], entries[j])
-end
-if #entries > 0 then
-	redis.call('HDEL', KEYS[3], 'done')
-	redis.call('HSET', KEYS[3], 'attempt', 0)
-	redis.call('PERSIST', KEYS[3])
-end
-return #entries
-`, 1, 2))
+`+backAtHead, 1, 2))
 
 // trimDeadScript drops the first ARGV[1] dead letters of a call, if the
 // last of them is still ARGV[2] (nothing was requeued meanwhile). A call

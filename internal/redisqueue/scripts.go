@@ -179,27 +179,43 @@ return waiting
 // dead letters and changes nothing.
 //
 // KEYS: list, dead, meta. Returns how many entries moved.
-var requeueScript = redis.NewScript(counted(`
+var requeueScript = redis.NewScript(counted(deadLetters+`
+local entries = bodies
+if #entries > 0 then
+	redis.call('DEL', KEYS[2])
+end
+`+backAtHead, 1, 2))
+
+// deadLetters, the start of requeue and revive, reads the call's dead
+// letters (KEYS[2]) into dead and, each without its reason line, into
+// bodies.
+const deadLetters = `
 local dead = redis.call('LRANGE', KEYS[2], 0, -1)
-local entries = {}
+local bodies = {}
 for i, letter in ipairs(dead) do
 	local cut = string.find(letter, '\n', 1, true)
 	if not cut then
 		return redis.error_reply('redisqueue: malformed dead letter ' .. i .. ' in ' .. KEYS[2])
 	end
-	entries[i] = string.sub(letter, cut + 1)
+	bodies[i] = string.sub(letter, cut + 1)
 end
-for i = #entries, 1, -1 do
-	redis.call('LPUSH', KEYS[1], entries[i])
+`
+
+// backAtHead, the end of requeue and revive, puts entries back at the head
+// of the list (KEYS[1]) in their order and answers how many. The entries
+// come back with their IDs, so when any moved the last ID taken ("done",
+// meta KEYS[3]) is forgotten, and the attempt count starts again.
+const backAtHead = `
+for j = #entries, 1, -1 do
+	redis.call('LPUSH', KEYS[1], entries[j])
 end
 if #entries > 0 then
-	redis.call('DEL', KEYS[2])
 	redis.call('HDEL', KEYS[3], 'done')
 	redis.call('HSET', KEYS[3], 'attempt', 0)
 	redis.call('PERSIST', KEYS[3])
 end
 return #entries
-`, 1, 2))
+`
 
 // setAttemptScript sets the attempt count of a call that has entries
 // waiting, for Schedule and Wake; a call with none is left alone.
