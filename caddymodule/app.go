@@ -21,6 +21,7 @@ import (
 
 	"github.com/callpostback/caddy-postback/internal/queue"
 	"github.com/callpostback/caddy-postback/internal/ratelimit"
+	"github.com/callpostback/caddy-postback/internal/redisbatch"
 	"github.com/callpostback/caddy-postback/postback"
 )
 
@@ -76,9 +77,10 @@ type App struct {
 	drainer  *postback.Drainer
 	upstream *postback.ConcurrencyLimit
 	limiter  ratelimit.Limiter
-	// redis and redisPrefix, when Redis is configured, also hold the
+	// redis, redisBatch and redisPrefix, when Redis is configured, also hold the
 	// handlers' idempotency keys.
 	redis       redis.UniversalClient
+	redisBatch  *redisbatch.Batcher
 	redisPrefix string
 	logger      *zap.Logger
 	// events carries the postback_dead_letter event (deadletters.go).

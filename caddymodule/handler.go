@@ -81,7 +81,6 @@ type Handler struct {
 	limiterDown throttledWarning
 
 	retries      *postback.Retries
-	idemRedis    *idempotency.Redis
 	idemPoolKey  string
 	idemWarnings throttledWarning
 }

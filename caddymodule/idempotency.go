@@ -43,8 +43,7 @@ func (h *Handler) validateIdempotency() error {
 func (h *Handler) provisionRetries() error {
 	var store idempotency.Store
 	if h.app.redis != nil {
-		h.idemRedis = idempotency.NewRedis(h.app.redis, h.app.redisPrefix)
-		store = h.idemRedis
+		store = idempotency.NewRedis(h.app.redisBatch, h.app.redisPrefix)
 	} else {
 		key := "idempotency:memory:" + strconv.Itoa(h.IdempotencyMaxKeys)
 		v, _, err := idempotencyPool.LoadOrNew(key, func() (caddy.Destructor, error) {
@@ -64,12 +63,9 @@ func (h *Handler) provisionRetries() error {
 	return nil
 }
 
-// Cleanup stops the handler's idempotency store, or lets go of the
-// in-memory one.
+// Cleanup lets go of the in-memory idempotency store; one in Redis goes
+// with the app's client.
 func (h *Handler) Cleanup() error {
-	if h.idemRedis != nil {
-		return h.idemRedis.Close()
-	}
 	if h.idemPoolKey != "" {
 		_, err := idempotencyPool.Delete(h.idemPoolKey)
 		return err

@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/callpostback/caddy-postback/internal/ratelimit"
+	"github.com/callpostback/caddy-postback/internal/redisbatch"
 	"github.com/callpostback/caddy-postback/internal/redisqueue"
 )
 
@@ -65,11 +66,17 @@ const defaultRedisTimeout = time.Second
 // config reloads, closed when the last config using it is cleaned up.
 var redisPool = caddy.NewUsagePool()
 
+// pooledRedis is a client and the batcher that shares its pipelines among
+// concurrent postbacks, so a reload keeps both.
 type pooledRedis struct {
 	client redis.UniversalClient
+	batch  *redisbatch.Batcher
 }
 
-func (p pooledRedis) Destruct() error { return p.client.Close() }
+func (p pooledRedis) Destruct() error {
+	p.batch.Close()
+	return p.client.Close()
+}
 
 // options resolves placeholders and builds the client options.
 func (c *RedisConfig) options(repl *caddy.Replacer) (*redis.UniversalOptions, error) {
@@ -145,20 +152,22 @@ func (a *App) provisionRedis(repl *caddy.Replacer) error {
 		return err
 	}
 	v, loaded, err := redisPool.LoadOrNew(key, func() (caddy.Destructor, error) {
-		return pooledRedis{client: redis.NewUniversalClient(opts)}, nil
+		client := redis.NewUniversalClient(opts)
+		return pooledRedis{client: client, batch: redisbatch.New(client)}, nil
 	})
 	if err != nil {
 		return err
 	}
 	a.redisKey = key
-	client := v.(pooledRedis).client
+	pooled := v.(pooledRedis)
+	client := pooled.client
 	prefix := a.Redis.Prefix
 	if prefix == "" {
 		prefix = "postback:"
 	}
-	a.queue = redisqueue.New(client, prefix)
+	a.queue = redisqueue.New(client, prefix, redisqueue.WithBatcher(pooled.batch))
 	a.limiter = ratelimit.NewRedis(client, prefix)
-	a.redis, a.redisPrefix = client, prefix
+	a.redis, a.redisBatch, a.redisPrefix = client, pooled.batch, prefix
 	// Say so at once if Redis cannot be reached, but start all the same:
 	// completed calls are served without it.
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

@@ -38,8 +38,7 @@ func BenchmarkRedisNewKey(b *testing.B) {
 	srv := redistest.Start(b)
 	client := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	b.Cleanup(func() { client.Close() })
-	s := idempotency.NewRedis(client, "bench:")
-	defer s.Close()
+	s := newRedisStore(b, client, "bench:")
 	benchmarkNewKey(b, s)
 }
 
@@ -49,8 +48,7 @@ func BenchmarkRedisNewKeyParallel(b *testing.B) {
 	srv := redistest.Start(b)
 	client := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	b.Cleanup(func() { client.Close() })
-	s := idempotency.NewRedis(client, "bench:")
-	defer s.Close()
+	s := newRedisStore(b, client, "bench:")
 	ctx := context.Background()
 	rec := idempotency.Record{Fingerprint: "fp", Outcome: []byte(`[["abc-123","applied",""]]`), Final: true}
 	var seq atomic.Int64

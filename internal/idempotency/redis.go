@@ -2,35 +2,32 @@ package idempotency
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/callpostback/caddy-postback/internal/redisbatch"
 )
 
 // Redis keeps the keys in Redis, shared by every instance that points at
 // it. Each idempotency key has two Redis keys under one hash tag, so Redis
 // Cluster keeps them on one node: the record, a hash expiring with the
 // window, and the hold, a string expiring on its own.
+//
+// Its scripts go through a redisbatch.Batcher, in the pipelines that carry
+// the ordering checks and keys of concurrent postbacks.
 type Redis struct {
 	prefix string
-	batch  *batcher
+	batch  *redisbatch.Batcher
 }
 
-// NewRedis returns a store whose keys start with prefix. Close stops it.
-func NewRedis(client redis.UniversalClient, prefix string) *Redis {
-	return &Redis{prefix: prefix, batch: newBatcher(client)}
+// NewRedis returns a store whose keys start with prefix, run through b,
+// which stays the caller's to close.
+func NewRedis(b *redisbatch.Batcher, prefix string) *Redis {
+	return &Redis{prefix: prefix, batch: b}
 }
-
-// Close stops the store's goroutine; the client stays open.
-func (r *Redis) Close() error {
-	r.batch.close()
-	return nil
-}
-
-var errClosed = errors.New("idempotency: store closed")
 
 // tagEscaper keeps braces out of a hash tag, and the escape character
 // unambiguous, so that the tag is the whole of webhook and key.
@@ -94,7 +91,7 @@ return 0
 
 // Claim implements Store.
 func (r *Redis) Claim(ctx context.Context, k Key, fingerprint, token string, hold time.Duration) (Claim, error) {
-	answer, err := r.batch.do(ctx, claimScript, r.keys(k), fingerprint, token, max(hold.Milliseconds(), 1))
+	answer, err := r.batch.Run(ctx, claimScript, r.keys(k), fingerprint, token, max(hold.Milliseconds(), 1))
 	v, ok := answer.([]any)
 	if err == nil && !ok {
 		err = fmt.Errorf("claim answered %T", answer)
@@ -128,7 +125,7 @@ func (r *Redis) Save(ctx context.Context, k Key, token string, rec Record, windo
 	if rec.Final {
 		final = "1"
 	}
-	if _, err := r.batch.do(ctx, saveScript, r.keys(k), rec.Fingerprint, rec.Outcome, final, max(window.Milliseconds(), 1), token); err != nil {
+	if _, err := r.batch.Run(ctx, saveScript, r.keys(k), rec.Fingerprint, rec.Outcome, final, max(window.Milliseconds(), 1), token); err != nil {
 		return fmt.Errorf("idempotency: %w", err)
 	}
 	return nil
@@ -136,7 +133,7 @@ func (r *Redis) Save(ctx context.Context, k Key, token string, rec Record, windo
 
 // Release implements Store.
 func (r *Redis) Release(ctx context.Context, k Key, token string) error {
-	if _, err := r.batch.do(ctx, releaseScript, r.keys(k)[1:], token); err != nil {
+	if _, err := r.batch.Run(ctx, releaseScript, r.keys(k)[1:], token); err != nil {
 		return fmt.Errorf("idempotency: %w", err)
 	}
 	return nil

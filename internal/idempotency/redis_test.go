@@ -3,7 +3,6 @@ package idempotency_test
 import (
 	"context"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
@@ -11,6 +10,7 @@ import (
 
 	"github.com/callpostback/caddy-postback/internal/idempotency"
 	"github.com/callpostback/caddy-postback/internal/idempotency/idempotencytest"
+	"github.com/callpostback/caddy-postback/internal/redisbatch"
 	"github.com/callpostback/caddy-postback/internal/redistest"
 )
 
@@ -21,8 +21,7 @@ func TestRedis(t *testing.T) {
 	n := 0
 	idempotencytest.Run(t, func(t *testing.T) idempotency.Store {
 		n++
-		s := idempotency.NewRedis(client, fmt.Sprintf("t%d:", n))
-		t.Cleanup(func() { s.Close() })
+		s := newRedisStore(t, client, fmt.Sprintf("t%d:", n))
 		return s
 	})
 }
@@ -35,8 +34,7 @@ func TestRedisKeysExpireAndShareATag(t *testing.T) {
 	srv := redistest.Start(t)
 	client := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	t.Cleanup(func() { client.Close() })
-	s := idempotency.NewRedis(client, "p:")
-	defer s.Close()
+	s := newRedisStore(t, client, "p:")
 	k := idempotency.Key{Webhook: "acme", Key: "k{1}"}
 	if _, err := s.Claim(ctx, k, "fp", "t1", 15*time.Second); err != nil {
 		t.Fatal(err)
@@ -95,8 +93,7 @@ func TestRedisDown(t *testing.T) {
 	srv := redistest.Start(t)
 	client := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1})
 	t.Cleanup(func() { client.Close() })
-	s := idempotency.NewRedis(client, "p:")
-	defer s.Close()
+	s := newRedisStore(t, client, "p:")
 	srv.Stop()
 	ctx := context.Background()
 	k := idempotency.Key{Webhook: "acme", Key: "k1"}
@@ -111,41 +108,6 @@ func TestRedisDown(t *testing.T) {
 	}
 }
 
-// partner-api#safe-retries: scripts that Redis no longer has (a restart, SCRIPT FLUSH) are
-// loaded again, batched or not; a closed store refuses at once.
-func TestRedisScriptsReloadedAndClose(t *testing.T) {
-	ctx := context.Background()
-	srv := redistest.Start(t)
-	client := redis.NewClient(&redis.Options{Addr: srv.Addr()})
-	t.Cleanup(func() { client.Close() })
-	s := idempotency.NewRedis(client, "p:")
-	for i := range 3 {
-		if err := client.ScriptFlush(ctx).Err(); err != nil {
-			t.Fatal(err)
-		}
-		var wg sync.WaitGroup
-		errs := make([]error, 8)
-		for j := range errs {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				_, errs[j] = s.Claim(ctx, idempotency.Key{Webhook: "acme", Key: fmt.Sprint(i, "-", j)}, "fp", "t", time.Minute)
-			}()
-		}
-		wg.Wait()
-		for _, err := range errs {
-			if err != nil {
-				t.Fatalf("claim after SCRIPT FLUSH: %v", err)
-			}
-		}
-	}
-	s.Close()
-	s.Close()
-	if _, err := s.Claim(ctx, idempotency.Key{Webhook: "acme", Key: "late"}, "fp", "t", time.Minute); err == nil {
-		t.Fatal("a closed store answered")
-	}
-}
-
 // partner-api#safe-retries: on Redis Cluster, each key's record and hold share a slot, and
 // pipelines spanning several nodes answer every request.
 func TestRedisCluster(t *testing.T) {
@@ -155,8 +117,14 @@ func TestRedisCluster(t *testing.T) {
 	n := 0
 	idempotencytest.Run(t, func(t *testing.T) idempotency.Store {
 		n++
-		s := idempotency.NewRedis(client, fmt.Sprintf("c%d:", n))
-		t.Cleanup(func() { s.Close() })
-		return s
+		return newRedisStore(t, client, fmt.Sprintf("c%d:", n))
 	})
+}
+
+// newRedisStore is a store over client with a batcher of its own, closed
+// when the test ends (before the client, which was registered first).
+func newRedisStore(tb testing.TB, client redis.UniversalClient, prefix string) *idempotency.Redis {
+	b := redisbatch.New(client)
+	tb.Cleanup(b.Close)
+	return idempotency.NewRedis(b, prefix)
 }

@@ -5,7 +5,28 @@ import (
 	"strings"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/callpostback/caddy-postback/internal/redisbatch"
 )
+
+// runAll runs script n times, the i-th with the keys and arguments args(i)
+// gives: through the batcher when the Queue has one, else in a pipeline
+// of its own.
+func (q *Queue) runAll(ctx context.Context, script *redis.Script, n int, args func(i int) ([]string, []any)) []redisbatch.Script {
+	out := make([]redisbatch.Script, n)
+	if q.batcher != nil {
+		for i := range out {
+			keys, argv := args(i)
+			out[i] = redisbatch.Script{Script: script, Keys: keys, Args: argv}
+		}
+		q.batcher.RunAll(ctx, out)
+		return out
+	}
+	for i, cmd := range runPipelined(ctx, q.client, script, n, args) {
+		out[i].Val, out[i].Err = cmd.Result()
+	}
+	return out
+}
 
 // runPipelined runs script n times in one pipeline, the i-th with the keys
 // and arguments args(i) gives. Scripts go by their digest (EVALSHA); those

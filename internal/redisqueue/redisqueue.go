@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/callpostback/caddy-postback/internal/queue"
+	"github.com/callpostback/caddy-postback/internal/redisbatch"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -37,6 +38,19 @@ type Queue struct {
 	dueKeys      []string
 	legacyDueKey string
 	deadKey      string
+	// batcher, when set, carries the append scripts in pipelines shared
+	// with other callers (WithBatcher).
+	batcher *redisbatch.Batcher
+}
+
+// Option configures a Queue.
+type Option func(*Queue)
+
+// WithBatcher sends the scripts of AppendAll, the postback's ordering
+// check and append, through b, in pipelines shared with concurrent
+// postbacks (and whatever else uses b), instead of one pipeline each.
+func WithBatcher(b *redisbatch.Batcher) Option {
+	return func(q *Queue) { q.batcher = b }
 }
 
 // New returns a Queue over client, whose keys all start with prefix
@@ -45,7 +59,7 @@ type Queue struct {
 //
 // On Cluster the prefix should not contain '{' or '}': a hash tag in it would
 // put every key of every call in that one slot.
-func New(client redis.UniversalClient, prefix string) *Queue {
+func New(client redis.UniversalClient, prefix string, opts ...Option) *Queue {
 	if prefix == "" {
 		prefix = DefaultPrefix
 	}
@@ -57,6 +71,9 @@ func New(client redis.UniversalClient, prefix string) *Queue {
 	}
 	for i := range dueShards {
 		q.dueKeys = append(q.dueKeys, fmt.Sprintf("%s{due:%02d}", prefix, i))
+	}
+	for _, o := range opts {
+		o(q)
 	}
 	return q
 }
@@ -90,16 +107,16 @@ func (q *Queue) AppendAll(ctx context.Context, entries []*queue.Entry, opts queu
 	if !opts.NotAfter.IsZero() {
 		notAfter = opts.NotAfter.UnixMilli()
 	}
-	cmds := runPipelined(ctx, q.client, appendScript, len(entries), func(i int) ([]string, []any) {
+	replies := q.runAll(ctx, appendScript, len(entries), func(i int) ([]string, []any) {
 		e := entries[i]
 		keys := q.keysOf(e.CallLogID)
 		return []string{keys.list, keys.meta}, []any{onlyBehind, entryTail(e), e.UpdateID, opts.MaxPending, notAfter, counterRetention.Milliseconds()}
 	})
 	var appended []*queue.Entry
 	var deltas []countDelta
-	for i, cmd := range cmds {
+	for i, r := range replies {
 		e := entries[i]
-		reply, err := cmd.Result()
+		reply, err := r.Val, r.Err
 		if err == nil {
 			var d countDelta
 			if reply, d, err = splitCounted(e.CallLogID, reply); err == nil {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/callpostback/caddy-postback/internal/queue"
 	"github.com/callpostback/caddy-postback/internal/queue/queuetest"
+	"github.com/callpostback/caddy-postback/internal/redisbatch"
 	"github.com/callpostback/caddy-postback/internal/redistest"
 	"github.com/redis/go-redis/v9"
 )
@@ -58,6 +59,20 @@ func TestConformanceSingleNode(t *testing.T) {
 			t.Fatal(err)
 		}
 		return New(c, "")
+	})
+}
+
+// The appends of a Queue with a batcher go through pipelines shared with
+// other callers, as in production; the contract is the same.
+func TestConformanceBatched(t *testing.T) {
+	c := newClient(t, redistest.Start(t).Addr())
+	b := redisbatch.New(c)
+	t.Cleanup(b.Close)
+	queuetest.Run(t, func(t *testing.T) queue.Queue {
+		if err := c.FlushDB(context.Background()).Err(); err != nil {
+			t.Fatal(err)
+		}
+		return New(c, "", WithBatcher(b))
 	})
 }
 

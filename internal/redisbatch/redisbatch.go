@@ -1,0 +1,194 @@
+// Package redisbatch sends the Lua scripts of concurrent callers to Redis
+// together. One goroutine per client takes whatever has queued up while the
+// previous pipeline was out and sends it as the next one, so under load many
+// postbacks share one write, one read and one connection check instead of
+// paying them each; alone, a script goes out at once.
+//
+// The queue's ordering check and the idempotency store share one Batcher
+// per Redis client, so a postback's key and its ordering check ride in the
+// same pipelines as everyone else's.
+package redisbatch
+
+import (
+	"context"
+	"errors"
+	"sync"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// maxPipeline bounds the scripts sent in one pipeline; a job larger than
+// that (a batch postback) still goes out whole.
+const maxPipeline = 128
+
+// ErrClosed answers a script run after Close.
+var ErrClosed = errors.New("redisbatch: closed")
+
+// Script is one script run and, once Run or RunAll returns, its answer.
+type Script struct {
+	Script *redis.Script
+	Keys   []string
+	Args   []any
+
+	Val any
+	Err error
+}
+
+// Batcher is safe for concurrent use. The client stays the caller's.
+type Batcher struct {
+	client redis.UniversalClient
+	jobs   chan *job
+	stop   chan struct{}
+	done   sync.WaitGroup
+	// mu makes Close wait for the jobs being queued, so that none is
+	// queued after the goroutine has gone.
+	mu     sync.RWMutex
+	closed bool
+}
+
+// job is the scripts of one caller, answered together.
+type job struct {
+	scripts []Script
+	done    chan struct{}
+}
+
+// New starts the goroutine that sends the pipelines; Close stops it.
+func New(client redis.UniversalClient) *Batcher {
+	b := &Batcher{client: client, jobs: make(chan *job, maxPipeline), stop: make(chan struct{})}
+	b.done.Add(1)
+	go b.run()
+	return b
+}
+
+// Run runs one script and waits for its answer.
+func (b *Batcher) Run(ctx context.Context, script *redis.Script, keys []string, args ...any) (any, error) {
+	s := []Script{{Script: script, Keys: keys, Args: args}}
+	b.RunAll(ctx, s)
+	return s[0].Val, s[0].Err
+}
+
+// RunAll runs every script, in one pipeline with those of other callers,
+// and fills in each one's answer. Once queued it waits even when ctx ends:
+// a script already sent would otherwise run unseen, and every pipeline is
+// bounded by the client's own timeouts.
+func (b *Batcher) RunAll(ctx context.Context, scripts []Script) {
+	if len(scripts) == 0 {
+		return
+	}
+	j := &job{scripts: scripts, done: make(chan struct{})}
+	if err := b.enqueue(ctx, j); err != nil {
+		for i := range scripts {
+			scripts[i].Val, scripts[i].Err = nil, err
+		}
+		return
+	}
+	<-j.done
+}
+
+func (b *Batcher) enqueue(ctx context.Context, j *job) error {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if b.closed {
+		return ErrClosed
+	}
+	select {
+	case b.jobs <- j:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (b *Batcher) run() {
+	defer b.done.Done()
+	batch := make([]*job, 0, maxPipeline)
+	for {
+		select {
+		case j := <-b.jobs:
+			batch = append(batch[:0], j)
+		case <-b.stop:
+			// Nothing is queued after stop: answer what was.
+			for {
+				select {
+				case j := <-b.jobs:
+					b.send([]*job{j})
+				default:
+					return
+				}
+			}
+		}
+		n := len(batch[0].scripts)
+	more:
+		for n < maxPipeline {
+			select {
+			case j := <-b.jobs:
+				batch = append(batch, j)
+				n += len(j.scripts)
+			default:
+				break more
+			}
+		}
+		b.send(batch)
+		clear(batch)
+	}
+}
+
+// send runs the scripts of batch as one pipeline of EVALSHA; those Redis
+// does not know yet (NOSCRIPT: first use, a restart, a failover, a new
+// Cluster node) did not run, and go again whole in a second pipeline.
+func (b *Batcher) send(batch []*job) {
+	ctx := context.Background()
+	pipe := b.client.Pipeline()
+	var cmds []*redis.Cmd
+	for _, j := range batch {
+		for i := range j.scripts {
+			s := &j.scripts[i]
+			cmds = append(cmds, s.Script.EvalSha(ctx, pipe, s.Keys, s.Args...))
+		}
+	}
+	// Each reply is read from its command.
+	_, _ = pipe.Exec(ctx)
+	type retry struct {
+		script *Script
+		cmd    *redis.Cmd
+	}
+	var again []retry
+	k := 0
+	for _, j := range batch {
+		for i := range j.scripts {
+			s := &j.scripts[i]
+			s.Val, s.Err = cmds[k].Result()
+			k++
+			if s.Err != nil && redis.HasErrorPrefix(s.Err, "NOSCRIPT") {
+				again = append(again, retry{script: s})
+			}
+		}
+	}
+	if len(again) > 0 {
+		pipe = b.client.Pipeline()
+		for i := range again {
+			s := again[i].script
+			again[i].cmd = s.Script.Eval(ctx, pipe, s.Keys, s.Args...)
+		}
+		_, _ = pipe.Exec(ctx)
+		for _, r := range again {
+			r.script.Val, r.script.Err = r.cmd.Result()
+		}
+	}
+	for _, j := range batch {
+		close(j.done)
+	}
+}
+
+// Close stops the goroutine; what was queued is answered first.
+func (b *Batcher) Close() {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return
+	}
+	b.closed = true
+	b.mu.Unlock()
+	close(b.stop)
+	b.done.Wait()
+}

@@ -1,0 +1,156 @@
+package redisbatch_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/callpostback/caddy-postback/internal/redisbatch"
+	"github.com/callpostback/caddy-postback/internal/redistest"
+)
+
+// incr adds ARGV[1] to KEYS[1] and answers the new value with the key.
+var incr = redis.NewScript(`return {KEYS[1], redis.call('INCRBY', KEYS[1], ARGV[1])}`)
+
+func newBatcher(t *testing.T, client redis.UniversalClient) *redisbatch.Batcher {
+	b := redisbatch.New(client)
+	t.Cleanup(b.Close)
+	return b
+}
+
+// Each caller gets the answers of its own scripts, in its order, however
+// the pipelines were cut; a job larger than a pipeline goes out whole.
+func TestConcurrentCallersGetTheirOwnAnswers(t *testing.T) {
+	client := redis.NewClient(&redis.Options{Addr: redistest.Start(t).Addr()})
+	t.Cleanup(func() { client.Close() })
+	b := newBatcher(t, client)
+	ctx := context.Background()
+	const callers, each = 40, 3
+	var wg sync.WaitGroup
+	errs := make(chan error, callers)
+	for c := range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n := each
+			if c == 0 {
+				n = 300 // more than one pipeline's worth
+			}
+			scripts := make([]redisbatch.Script, n)
+			for i := range scripts {
+				scripts[i] = redisbatch.Script{Script: incr, Keys: []string{fmt.Sprintf("c%d:%d", c, i)}, Args: []any{i + 1}}
+			}
+			b.RunAll(ctx, scripts)
+			for i, s := range scripts {
+				want := fmt.Sprintf("[c%d:%d %d]", c, i, i+1)
+				if s.Err != nil || fmt.Sprint(s.Val) != want {
+					errs <- fmt.Errorf("caller %d script %d: %v %v, want %s", c, i, s.Val, s.Err, want)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+// A script Redis no longer has (a restart, SCRIPT FLUSH) is loaded again,
+// for every caller of the pipeline that met NOSCRIPT; a script error is
+// that script's answer alone.
+func TestScriptsReloadedAndErrorsKeptApart(t *testing.T) {
+	client := redis.NewClient(&redis.Options{Addr: redistest.Start(t).Addr()})
+	t.Cleanup(func() { client.Close() })
+	b := newBatcher(t, client)
+	ctx := context.Background()
+	failing := redis.NewScript(`return redis.error_reply('BROKEN on purpose')`)
+	for round := range 3 {
+		if err := client.ScriptFlush(ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+		scripts := []redisbatch.Script{
+			{Script: incr, Keys: []string{"a"}, Args: []any{1}},
+			{Script: failing},
+			{Script: incr, Keys: []string{"b"}, Args: []any{2}},
+		}
+		b.RunAll(ctx, scripts)
+		if fmt.Sprint(scripts[0].Val) != fmt.Sprintf("[a %d]", round+1) || scripts[0].Err != nil {
+			t.Fatalf("round %d: first script %v %v", round, scripts[0].Val, scripts[0].Err)
+		}
+		if scripts[1].Err == nil || scripts[1].Err.Error() != "BROKEN on purpose" {
+			t.Fatalf("round %d: failing script answered %v %v", round, scripts[1].Val, scripts[1].Err)
+		}
+		if fmt.Sprint(scripts[2].Val) != fmt.Sprintf("[b %d]", 2*(round+1)) || scripts[2].Err != nil {
+			t.Fatalf("round %d: third script %v %v", round, scripts[2].Val, scripts[2].Err)
+		}
+	}
+}
+
+// A Redis that cannot be reached is every script's error, not a hang.
+func TestUnreachableRedisIsAnError(t *testing.T) {
+	srv := redistest.Start(t)
+	client := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1})
+	t.Cleanup(func() { client.Close() })
+	b := newBatcher(t, client)
+	srv.Stop()
+	if _, err := b.Run(context.Background(), incr, []string{"a"}, 1); err == nil {
+		t.Fatal("a stopped Redis answered")
+	}
+}
+
+// After Close, nothing is sent and every caller hears so at once; Close
+// twice is fine. A caller whose context ended before its job was queued
+// hears that.
+func TestCloseAndCancelledContext(t *testing.T) {
+	client := redis.NewClient(&redis.Options{Addr: redistest.Start(t).Addr()})
+	t.Cleanup(func() { client.Close() })
+	b := redisbatch.New(client)
+	ctx := context.Background()
+	if v, err := b.Run(ctx, incr, []string{"a"}, 1); err != nil || fmt.Sprint(v) != "[a 1]" {
+		t.Fatalf("before close: %v %v", v, err)
+	}
+	b.Close()
+	b.Close()
+	if _, err := b.Run(ctx, incr, []string{"a"}, 1); !errors.Is(err, redisbatch.ErrClosed) {
+		t.Fatalf("after close: %v, want ErrClosed", err)
+	}
+	if got := client.Get(ctx, "a").Val(); got != "1" {
+		t.Fatalf("a script ran after close: a = %s", got)
+	}
+
+	open := newBatcher(t, client)
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	// The job may still be queued if the channel has room: either answer
+	// is fine, as long as it is the real one.
+	v, err := open.Run(cancelled, incr, []string{"b"}, 1)
+	if err != nil && !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled: %v", err)
+	}
+	if err == nil && fmt.Sprint(v) != "[b 1]" {
+		t.Fatalf("cancelled but queued: %v", v)
+	}
+}
+
+// On Cluster a pipeline spans nodes; every caller still gets its answers.
+func TestCluster(t *testing.T) {
+	client := redis.NewClusterClient(&redis.ClusterOptions{Addrs: redistest.StartCluster(t, 3)})
+	t.Cleanup(func() { client.Close() })
+	b := newBatcher(t, client)
+	scripts := make([]redisbatch.Script, 64)
+	for i := range scripts {
+		scripts[i] = redisbatch.Script{Script: incr, Keys: []string{fmt.Sprintf("k%d", i)}, Args: []any{i}}
+	}
+	b.RunAll(context.Background(), scripts)
+	for i, s := range scripts {
+		if s.Err != nil || fmt.Sprint(s.Val) != fmt.Sprintf("[k%d %d]", i, i) {
+			t.Fatalf("script %d: %v %v", i, s.Val, s.Err)
+		}
+	}
+}
