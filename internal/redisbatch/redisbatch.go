@@ -48,6 +48,7 @@ type Batcher struct {
 
 // job is the scripts of one caller, answered together.
 type job struct {
+	ctx     context.Context
 	scripts []Script
 	done    chan struct{}
 }
@@ -68,14 +69,16 @@ func (b *Batcher) Run(ctx context.Context, script *redis.Script, keys []string, 
 }
 
 // RunAll runs every script, in one pipeline with those of other callers,
-// and fills in each one's answer. Once queued it waits even when ctx ends:
-// a script already sent would otherwise run unseen, and every pipeline is
-// bounded by the client's own timeouts.
+// and fills in each one's answer. A job whose ctx has ended when its turn
+// comes is answered ctx's error and not sent, so that callers given up on
+// do not pile up behind a Redis that stalls; once sent, it waits for the
+// answer even when ctx ends, since a script sent would otherwise run
+// unseen, and every pipeline is bounded by the client's own timeouts.
 func (b *Batcher) RunAll(ctx context.Context, scripts []Script) {
 	if len(scripts) == 0 {
 		return
 	}
-	j := &job{scripts: scripts, done: make(chan struct{})}
+	j := &job{ctx: ctx, scripts: scripts, done: make(chan struct{})}
 	if err := b.enqueue(ctx, j); err != nil {
 		for i := range scripts {
 			scripts[i].Val, scripts[i].Err = nil, err
@@ -137,6 +140,21 @@ func (b *Batcher) run() {
 // does not know yet (NOSCRIPT: first use, a restart, a failover, a new
 // Cluster node) did not run, and go again whole in a second pipeline.
 func (b *Batcher) send(batch []*job) {
+	live := batch[:0]
+	for _, j := range batch {
+		if err := j.ctx.Err(); err != nil {
+			for i := range j.scripts {
+				j.scripts[i].Val, j.scripts[i].Err = nil, err
+			}
+			close(j.done)
+			continue
+		}
+		live = append(live, j)
+	}
+	batch = live
+	if len(batch) == 0 {
+		return
+	}
 	ctx := context.Background()
 	pipe := b.client.Pipeline()
 	var cmds []*redis.Cmd
