@@ -95,6 +95,12 @@ type countDelta struct {
 	first string
 }
 
+// changed says whether the script changed any count of the call; an
+// ordering check that found nothing waiting changes none.
+func (d countDelta) changed() bool {
+	return d.pendingEntries != 0 || d.pendingCalls != 0 || d.deadEntries != 0 || d.deadCalls != 0
+}
+
 // splitCounted separates a counted script's reply into the body's answer
 // (nil for none) and the difference.
 func splitCounted(callLogID string, reply any) (any, countDelta, error) {
@@ -135,6 +141,9 @@ func (q *Queue) runCounted(ctx context.Context, script *redis.Script, callLogID 
 // applyCounts adds differences to the counters and moves the calls in the
 // oldest index, in one pipeline.
 func (q *Queue) applyCounts(ctx context.Context, deltas []countDelta) error {
+	if len(deltas) == 0 {
+		return nil
+	}
 	pipe := q.client.Pipeline()
 	queued := 0
 	for _, d := range deltas {

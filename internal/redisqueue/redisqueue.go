@@ -119,7 +119,7 @@ func (q *Queue) AppendAll(ctx context.Context, entries []*queue.Entry, opts queu
 		reply, err := r.Val, r.Err
 		if err == nil {
 			var d countDelta
-			if reply, d, err = splitCounted(e.CallLogID, reply); err == nil {
+			if reply, d, err = splitCounted(e.CallLogID, reply); err == nil && d.changed() {
 				deltas = append(deltas, d)
 			}
 		}
