@@ -114,6 +114,13 @@ func (m *Memory) insert(ik []byte) int32 {
 	if i >= 0 {
 		m.free = m.slots[i].next
 	} else {
+		if len(m.slots) == cap(m.slots) {
+			// Doubling, but never past the bound, where append's growth
+			// would leave up to a quarter of the slots unused for good.
+			grown := make([]memorySlot, len(m.slots), min(max(2*len(m.slots), 64), m.maxKeys))
+			copy(grown, m.slots)
+			m.slots = grown
+		}
 		i = int32(len(m.slots))
 		m.slots = append(m.slots, memorySlot{})
 	}
