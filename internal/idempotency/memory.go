@@ -3,6 +3,7 @@ package idempotency
 import (
 	"context"
 	"encoding/binary"
+	"math"
 	"sync"
 	"time"
 )
@@ -52,11 +53,13 @@ type memorySlot struct {
 }
 
 // NewMemory returns an empty store of at most maxKeys keys (DefaultMaxKeys
-// when maxKeys is not positive).
+// when maxKeys is not positive; slots are numbered by int32, so at most
+// math.MaxInt32).
 func NewMemory(maxKeys int) *Memory {
 	if maxKeys <= 0 {
 		maxKeys = DefaultMaxKeys
 	}
+	maxKeys = min(maxKeys, math.MaxInt32)
 	return &Memory{
 		maxKeys: maxKeys,
 		index:   make(map[string]int32),
