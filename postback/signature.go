@@ -157,11 +157,13 @@ func checkSignedHeaders(c *Credentials, now time.Time) *Error {
 	if len(c.MessageID) > 255 || strings.IndexFunc(c.MessageID, func(r rune) bool { return r <= ' ' || r > '~' }) >= 0 {
 		return NewError(401, MessageWebhookIDFormat)
 	}
-	if len(c.Timestamp) > 18 || strings.Trim(c.Timestamp, "0123456789") != "" {
+	// Base 10 takes digits only: no sign, no underscore. 18 digits cannot
+	// overflow.
+	ts, err := strconv.ParseUint(c.Timestamp, 10, 64)
+	if len(c.Timestamp) > 18 || err != nil {
 		return NewError(401, MessageTimestampFormat)
 	}
-	ts, _ := strconv.ParseInt(c.Timestamp, 10, 64)
-	sent := time.Unix(ts, 0)
+	sent := time.Unix(int64(ts), 0)
 	switch {
 	case now.Sub(sent) > SignatureTolerance:
 		return NewError(401, MessageTimestampOld)
