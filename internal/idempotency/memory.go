@@ -23,7 +23,7 @@ const DefaultMaxKeys = 100000
 type Memory struct {
 	mu      sync.Mutex
 	maxKeys int
-	index   map[string]int32 // of indexKey: the key's slot
+	index   map[string]int32 // a key's name (appendIndexKey) to its slot
 	slots   []memorySlot
 	// free is the first unused slot, the others linked through next; -1: none.
 	free int32
@@ -37,7 +37,7 @@ type Memory struct {
 
 // memorySlot is one key's entry.
 type memorySlot struct {
-	key string // its indexKey; "" in an unused slot
+	key string // its name in index; "" in an unused slot
 	// rec is the record's fingerprint (its first fpLen bytes), then its
 	// outcome.
 	rec       []byte
