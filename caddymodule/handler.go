@@ -68,7 +68,8 @@ type Handler struct {
 
 	// IdempotencyMaxKeys bounds the keys remembered in memory when the
 	// postback app has no Redis; past it, the oldest key is forgotten
-	// first. Default: 100000.
+	// first. A key with its outcome takes some 650 bytes of resident
+	// memory (about 65 MB at the default). Default: 100000.
 	IdempotencyMaxKeys int `json:"idempotency_max_keys,omitempty"`
 
 	app     *App

@@ -30,5 +30,7 @@ func (req *Request) Fingerprint(ep Endpoint) string {
 	buf = append(buf, 0)
 	buf = req.Update.AppendPatch(buf)
 	sum := sha256.Sum256(buf)
-	return hex.EncodeToString(sum[:])
+	var text [2 * sha256.Size]byte
+	hex.Encode(text[:], sum[:])
+	return string(text[:])
 }

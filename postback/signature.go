@@ -101,11 +101,12 @@ func (k *signingKey) sum(msgID, timestamp string, body []byte) [sha256.Size]byte
 
 var strictBase64 = base64.StdEncoding.Strict()
 
-// forEachV1Signature calls f with the decoded MAC of every well-formed
-// "v1,<base64>" entry of a webhook-signature header, in order, until f
-// returns true. Entries are separated by spaces; those of another version
-// or that do not decode to 32 bytes are skipped.
-func forEachV1Signature(header string, f func(mac []byte) bool) bool {
+// nextV1Signature returns the decoded MAC of the first well-formed
+// "v1,<base64>" entry of a webhook-signature header and the header after
+// it; ok is false when no such entry is left. Entries are separated by
+// spaces; those of another version or that do not decode to 32 bytes are
+// skipped. The MAC is returned by value: no allocation per request.
+func nextV1Signature(header string) (mac [sha256.Size]byte, rest string, ok bool) {
 	var buf [sha256.Size + 3]byte
 	for header != "" {
 		var entry string
@@ -120,11 +121,10 @@ func forEachV1Signature(header string, f func(mac []byte) bool) bool {
 		if err != nil || n != sha256.Size {
 			continue
 		}
-		if f(buf[:n]) {
-			return true
-		}
+		copy(mac[:], buf[:n])
+		return mac, header, true
 	}
-	return false
+	return mac, "", false
 }
 
 // Messages of the 401s of a signed request (docs/partner-api.md#signed-postbacks).
@@ -157,11 +157,13 @@ func checkSignedHeaders(c *Credentials, now time.Time) *Error {
 	if len(c.MessageID) > 255 || strings.IndexFunc(c.MessageID, func(r rune) bool { return r <= ' ' || r > '~' }) >= 0 {
 		return NewError(401, MessageWebhookIDFormat)
 	}
-	if len(c.Timestamp) > 18 || strings.Trim(c.Timestamp, "0123456789") != "" {
+	// Base 10 takes digits only: no sign, no underscore. 18 digits cannot
+	// overflow.
+	ts, err := strconv.ParseUint(c.Timestamp, 10, 64)
+	if len(c.Timestamp) > 18 || err != nil {
 		return NewError(401, MessageTimestampFormat)
 	}
-	ts, _ := strconv.ParseInt(c.Timestamp, 10, 64)
-	sent := time.Unix(ts, 0)
+	sent := time.Unix(int64(ts), 0)
 	switch {
 	case now.Sub(sent) > SignatureTolerance:
 		return NewError(401, MessageTimestampOld)
@@ -177,8 +179,10 @@ func checkSignedHeaders(c *Credentials, now time.Time) *Error {
 func verifySignature(secrets []*signingKey, c *Credentials, body []byte) int {
 	for i, secret := range secrets {
 		want := secret.sum(c.MessageID, c.Timestamp, body)
-		if forEachV1Signature(c.Signature, func(mac []byte) bool { return hmac.Equal(mac, want[:]) }) {
-			return i
+		for mac, rest, ok := nextV1Signature(c.Signature); ok; mac, rest, ok = nextV1Signature(rest) {
+			if hmac.Equal(mac[:], want[:]) {
+				return i
+			}
 		}
 	}
 	return -1

@@ -281,7 +281,7 @@ func TestWebhookOptionsRefusals(t *testing.T) {
 	}
 }
 
-func TestForEachV1Signature(t *testing.T) {
+func TestNextV1Signature(t *testing.T) {
 	t.Parallel()
 	mac := strings.TrimPrefix(vectorSignature, "v1,")
 	for _, tt := range []struct {
@@ -300,13 +300,9 @@ func TestForEachV1Signature(t *testing.T) {
 		{"V1," + mac, 0},
 	} {
 		n := 0
-		forEachV1Signature(tt.header, func(b []byte) bool {
-			if len(b) != 32 {
-				t.Errorf("%q: a MAC of %d bytes", tt.header, len(b))
-			}
+		for _, rest, ok := nextV1Signature(tt.header); ok; _, rest, ok = nextV1Signature(rest) {
 			n++
-			return false
-		})
+		}
 		if n != tt.want {
 			t.Errorf("partner-api#signed-postbacks %q: %d v1 signatures, want %d", tt.header, n, tt.want)
 		}
@@ -357,4 +353,22 @@ func BenchmarkAuthenticateKey(b *testing.B) {
 func sha256Hex(s string) string {
 	d := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(d[:])
+}
+
+// partner-api#signed-postbacks: webhook-timestamp is decimal digits only; a
+// sign, an underscore, a space, a fraction or other digits is refused as
+// not Unix seconds before any HMAC.
+func TestSignedTimestampDigitsOnly(t *testing.T) {
+	t.Parallel()
+	now := time.Unix(1614265330, 0)
+	for _, ts := range []string{"+1614265330", "-1614265330", "1_614265330", "1614265330 ", " 1614265330", "0x60378b72", "1614265330.0", "١٦١٤٢٦٥٣٣٠", "0001614265330000000"} {
+		c := Credentials{MessageID: "msg_1", Timestamp: ts, Signature: vectorSignature}
+		if perr := checkSignedHeaders(&c, now); perr == nil || perr.Status != 401 || perr.Message != MessageTimestampFormat {
+			t.Errorf("%q: %v, want 401 %q", ts, perr, MessageTimestampFormat)
+		}
+	}
+	c := Credentials{MessageID: "msg_1", Timestamp: "001614265330", Signature: vectorSignature}
+	if perr := checkSignedHeaders(&c, now); perr != nil {
+		t.Errorf("leading zeros: %v, want accepted", perr)
+	}
 }

@@ -47,3 +47,46 @@ func TestMemoryEvictsOldestFirst(t *testing.T) {
 		}
 	}
 }
+
+// partner-api#safe-retries: a key let go of without a record leaves the
+// bound at once, and the keys around it keep their order.
+func TestMemoryReleasedKeyFreesItsPlace(t *testing.T) {
+	ctx := context.Background()
+	m := idempotency.NewMemory(3)
+	key := func(i int) idempotency.Key { return idempotency.Key{Webhook: "acme", Key: fmt.Sprint("k", i)} }
+	claim := func(i int, token string) idempotency.State {
+		t.Helper()
+		c, err := m.Claim(ctx, key(i), "fp", token, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.State
+	}
+	for i := range 3 {
+		claim(i, "t")
+	}
+	if err := m.Release(ctx, key(1), "t"); err != nil {
+		t.Fatal(err)
+	}
+	if m.Len() != 2 {
+		t.Fatalf("Len = %d after a release, want 2", m.Len())
+	}
+	// k3 takes k1's place without evicting; k4 then evicts k0, the oldest.
+	claim(3, "t")
+	claim(4, "t")
+	if m.Len() != 3 {
+		t.Fatalf("Len = %d, want 3", m.Len())
+	}
+	for _, i := range []int{2, 3, 4} {
+		if st := claim(i, "other"); st != idempotency.InUse {
+			t.Fatalf("key %d: %s, want in_use (still held)", i, st)
+		}
+	}
+	// k0 was evicted: claiming it again is new, and evicts k2 in turn.
+	if st := claim(0, "other"); st != idempotency.New {
+		t.Fatalf("key 0: %s, want new (evicted)", st)
+	}
+	if st := claim(2, "other"); st != idempotency.New {
+		t.Fatalf("key 2: %s, want new (evicted after key 0 came back)", st)
+	}
+}
