@@ -12,6 +12,7 @@ package redisbatch
 import (
 	"context"
 	"errors"
+	"runtime"
 	"sync"
 
 	"github.com/redis/go-redis/v9"
@@ -120,6 +121,9 @@ func (b *Batcher) run() {
 				}
 			}
 		}
+		// Let the goroutines that are ready run first: those about to
+		// queue a script then share this pipeline, without a timer.
+		runtime.Gosched()
 		n := len(batch[0].scripts)
 	more:
 		for n < maxPipeline {
