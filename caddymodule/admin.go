@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,6 +22,7 @@ func init() {
 // adminQueue shows the queue of calls in progress on Caddy's admin API:
 //
 //	GET  /postback/queue                          counts of pending and dead entries
+//	POST /postback/queue                          count again by walking the queue, then as GET
 //	GET  /postback/queue/{call_log_id}            a call's pending entries and dead letters
 //
 // and the dead-letter routes of admin_dead.go.
@@ -61,13 +63,24 @@ func (a *adminQueue) Routes() []caddy.AdminRoute {
 	}
 }
 
+// recounter is a queue whose counts are kept apart from its entries and
+// can be set again from them (Redis; the memory queue counts what it holds).
+type recounter interface {
+	Recount(ctx context.Context) error
+}
+
 func (a *adminQueue) handleStats(w http.ResponseWriter, r *http.Request) error {
-	if r.Method != http.MethodGet {
+	if r.Method != http.MethodGet && r.Method != http.MethodPost {
 		return methodNotAllowed(r)
 	}
 	app, err := a.currentApp()
 	if err != nil {
 		return err
+	}
+	if rc, ok := app.queue.(recounter); ok && r.Method == http.MethodPost {
+		if err := rc.Recount(r.Context()); err != nil {
+			return queueError(err)
+		}
 	}
 	st, err := app.queue.Stats(r.Context())
 	if err != nil {

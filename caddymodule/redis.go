@@ -134,7 +134,11 @@ func (c *RedisConfig) options(repl *caddy.Replacer) (*redis.UniversalOptions, er
 	// a down Redis must fail fast so that a live call gets its 503 and a
 	// completed one its update. A dial is tried once, not 5 times 100 ms
 	// apart, which ate the deadline of every postback while Redis was down.
-	opts.MaxRetries = 1
+	// Nothing is sent twice by the client: a command that timed out may
+	// still run when Redis resumes, and its copy would add a queue count or
+	// a rate-limit hit twice; the edge settles an append without answer
+	// itself (docs/operations.md#when-redis-is-down).
+	opts.MaxRetries = -1
 	opts.DialerRetries = 1
 	opts.ContextTimeoutEnabled = true
 	return opts, nil
@@ -165,7 +169,8 @@ func (a *App) provisionRedis(repl *caddy.Replacer) error {
 	if prefix == "" {
 		prefix = "postback:"
 	}
-	a.queue = redisqueue.New(client, prefix, redisqueue.WithBatcher(pooled.batch))
+	q := redisqueue.New(client, prefix, redisqueue.WithBatcher(pooled.batch))
+	a.queue = q
 	a.limiter = ratelimit.NewRedis(client, prefix)
 	a.redis, a.redisBatch, a.redisPrefix = client, pooled.batch, prefix
 	// Say so at once if Redis cannot be reached, but start all the same:
@@ -174,8 +179,15 @@ func (a *App) provisionRedis(repl *caddy.Replacer) error {
 	defer cancel()
 	if err := client.Ping(ctx).Err(); err != nil {
 		a.logger.Warn("redis unreachable at start; live calls get 503 queue_unavailable until it is back", zap.Error(err))
-	} else if !loaded {
+		return nil
+	}
+	if !loaded {
 		a.logger.Info("redis queue ready", zap.Strings("addresses", opts.Addrs), zap.String("prefix", prefix))
+	}
+	// A Redis never counted is counted now, before this instance writes,
+	// rather than by a first scrape in the middle of the traffic.
+	if err := q.EnsureCounted(ctx); err != nil {
+		a.logger.Warn("could not count the queue at start; the first admin count or scrape will", zap.Error(err))
 	}
 	return nil
 }

@@ -33,7 +33,8 @@ type Edge struct {
 	OrderingSkipped func(callLogID string, err error)
 	// QueueTimeout is how long the queue client waits for one command, 0
 	// when the queue answers at once (memory); an ordering check not
-	// answered within two of them (the client retries once) is given up.
+	// answered within two of them (one for the pipeline ahead of it, one
+	// for its own) is given up.
 	QueueTimeout time.Duration
 	Now          func() time.Time
 }
@@ -193,17 +194,25 @@ func (e *Edge) enqueue(ctx context.Context, deadline time.Time, entry *queue.Ent
 
 // settle asks the queue, until the deadline, whether an append without
 // answer stored the update; known is false when the queue never answered.
+// A question is out nearly all the time (a question a stalled Redis holds
+// takes the client's timeout to fail, and the next follows 25 ms later), so
+// that an append a resumed Redis runs before its NotAfter is learned of
+// before the deadline; only questions that fail at once (Redis refuses
+// connections) back off, to 500 ms.
 func (e *Edge) settle(ctx context.Context, deadline time.Time, entry *queue.Entry) (stored, known bool) {
 	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
-	wait := 50 * time.Millisecond
+	wait := settlePause
 	for {
+		asked := time.Now()
 		stored, err := e.Queue.Settle(ctx, entry.CallLogID, entry.UpdateID)
 		if err == nil {
 			return stored, true
 		}
-		if time.Until(deadline) < wait {
-			return false, false
+		if time.Since(asked) < wait {
+			wait = min(2*wait, 500*time.Millisecond)
+		} else {
+			wait = settlePause
 		}
 		timer := time.NewTimer(wait)
 		select {
@@ -212,9 +221,12 @@ func (e *Edge) settle(ctx context.Context, deadline time.Time, entry *queue.Entr
 			return false, false
 		case <-timer.C:
 		}
-		wait = min(2*wait, 500*time.Millisecond)
 	}
 }
+
+// settlePause is the pause between two questions of settle that each
+// waited for Redis.
+const settlePause = 25 * time.Millisecond
 
 // newUpdateID names one accepted update of one call before its first
 // append attempt (operations#delivery-guarantee).

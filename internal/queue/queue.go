@@ -18,8 +18,9 @@ type Entry struct {
 	// the order the entries were accepted.
 	ID string
 	// UpdateID names the accepted update. The edge makes it before the
-	// first append attempt, so an append that runs twice (a client retry
-	// after a timeout) stores the update once (operations#delivery-guarantee).
+	// first append attempt, so an append that runs twice (a second attempt
+	// after a timeout) stores the update once, and one without answer can
+	// be settled (operations#delivery-guarantee).
 	// Empty: no such guard.
 	UpdateID  string
 	CallLogID string

@@ -25,12 +25,17 @@ import (
 // nothing the second time and answers no difference.
 //
 // What can drift: a difference lost between the script and its follow-up
-// (the client died, or the follow-up failed), and the oldest score of a call
-// whose two writers' follow-ups arrived in the other order. Stats checks the
-// call it reports as oldest against its list and corrects it; Recount walks
-// the indexes once and sets everything again. A Redis without "counted" (a
-// fresh one, or one written by earlier versions) is recounted by the first
-// Stats.
+// (the client died, the follow-up failed, or the script's answer was lost
+// to a timeout), and the oldest score of a call whose two writers'
+// follow-ups arrived in the other order. The follow-up is never sent twice
+// (the client does not retry), so a difference is counted once or not at
+// all. Stats checks the call it reports as oldest against its list and
+// corrects it; Recount walks the indexes once and sets everything again
+// (the admin API's POST /postback/queue). A Redis without "counted" (a
+// fresh one, or one written by earlier versions) is counted when an
+// instance starts (EnsureCounted), or else by the first Stats. A recount
+// is exact only while nothing writes: it is never run by itself on a
+// queue in use.
 
 // Fields of the counter hash.
 const (
@@ -193,6 +198,18 @@ func (q *Queue) Recount(ctx context.Context) error {
 		return fmt.Errorf("redisqueue: recount: %w", err)
 	}
 	return nil
+}
+
+// EnsureCounted counts the queue by walking it if no count was ever set: a
+// fresh Redis, or one written by a version without counters. Run when an
+// instance starts, before it serves, it is exact unless other instances
+// write meanwhile.
+func (q *Queue) EnsureCounted(ctx context.Context) error {
+	counted, err := q.client.HExists(ctx, q.statsKey(), fieldCounted).Result()
+	if err != nil || counted {
+		return err
+	}
+	return q.Recount(ctx)
 }
 
 // asInt is the integer answer of a counted script.
