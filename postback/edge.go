@@ -3,7 +3,7 @@ package postback
 import (
 	"context"
 	"crypto/rand"
-	"encoding/hex"
+	"encoding/base64"
 	"errors"
 	"time"
 
@@ -229,11 +229,12 @@ func (e *Edge) settle(ctx context.Context, deadline time.Time, entry *queue.Entr
 const settlePause = 25 * time.Millisecond
 
 // newUpdateID names one accepted update of one call before its first
-// append attempt (operations#delivery-guarantee).
+// append attempt (operations#delivery-guarantee): 96 random bits, in the
+// 16 characters of unpadded base64url, since it is stored twice per update.
 func newUpdateID() string {
 	var b [12]byte
 	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
 func (e *Edge) acquire(ctx context.Context, deadline time.Time) bool {

@@ -192,7 +192,7 @@ func (q *Queue) deadOf(ctx context.Context, ranks []queue.DeadRank) ([][]queue.D
 	out := make([][]queue.DeadEntry, len(ranks))
 	for i, cmd := range cmds {
 		for _, s := range cmd.Val() {
-			l, err := decodeDeadEntry(s)
+			l, err := decodeDeadEntry(ranks[i].CallLogID, s)
 			if err != nil {
 				return nil, err
 			}
@@ -252,7 +252,7 @@ func (q *Queue) TrimDead(ctx context.Context, callLogID string, before time.Time
 		}
 		letters := make([]queue.DeadEntry, len(stored))
 		for i, s := range stored {
-			if letters[i], err = decodeDeadEntry(s); err != nil {
+			if letters[i], err = decodeDeadEntry(callLogID, s); err != nil {
 				return 0, 0, err
 			}
 		}
@@ -306,7 +306,7 @@ func (q *Queue) mayTrim(ctx context.Context, callLogID string, before time.Time,
 	if maxPerCall > 0 && n.Val() > int64(maxPerCall) {
 		return true, nil
 	}
-	first, err := decodeDeadEntry(head.Val())
+	first, err := decodeDeadEntry(callLogID, head.Val())
 	if err != nil {
 		return false, err
 	}

@@ -12,10 +12,12 @@ import (
 
 // An entry is stored as one compact JSON object whose first member is its ID:
 //
-//	{"id":"00000000000000000001","update_id":"9f86d081884c7d65","call":"c1","account":"acct_1","webhook":"acme","request_id":"r1","accepted_at":"2026-03-27T10:00:00Z","patch":"{\"converted\":true}"}
+//	{"id":"00000000000000000001","update_id":"n4bQgYhMfWWaL-qg","account":"acct_1","webhook":"acme","request_id":"r1","accepted_at":"2026-03-27T10:00:00Z","patch":"{\"converted\":true}"}
 //
 // followed, when the postback had a trace context, by "traceparent" and
-// "tracestate" (docs/operations.md#call-store-transport).
+// "tracestate" (docs/operations.md#call-store-transport). The call is the
+// list's own, so it is not stored again; entries of earlier versions carry
+// it as "call", which is read when present.
 //
 // The ID comes first because the append script assigns it: Go encodes the
 // rest (entryTail) and the script writes `{"id":"<id>"` in front. The ack and
@@ -38,13 +40,11 @@ const idWidth = 20
 
 // entryTail encodes e without its ID: everything after `{"id":"<id>"`.
 func entryTail(e *queue.Entry) []byte {
-	b := make([]byte, 0, 160+len(e.UpdateID)+len(e.CallLogID)+len(e.Account)+len(e.Webhook)+len(e.RequestID)+len(e.Patch)*5/4)
+	b := make([]byte, 0, 160+len(e.UpdateID)+len(e.Account)+len(e.Webhook)+len(e.RequestID)+len(e.Patch)*5/4)
 	if e.UpdateID != "" {
 		b = append(b, `,"update_id":`...)
 		b = appendString(b, e.UpdateID)
 	}
-	b = append(b, `,"call":`...)
-	b = appendString(b, e.CallLogID)
 	b = append(b, `,"account":`...)
 	b = appendString(b, e.Account)
 	b = append(b, `,"webhook":`...)
@@ -95,11 +95,12 @@ func deadInfo(reason string, at time.Time) []byte {
 	return append(b, '}')
 }
 
-func decodeEntry(stored string) (queue.Entry, error) {
+// decodeEntry reads an entry stored in the lists of call callLogID.
+func decodeEntry(callLogID, stored string) (queue.Entry, error) {
 	if !gjson.Valid(stored) {
 		return queue.Entry{}, errors.New("redisqueue: stored entry is not valid JSON")
 	}
-	var e queue.Entry
+	e := queue.Entry{CallLogID: callLogID}
 	var err error
 	gjson.Parse(stored).ForEach(func(key, value gjson.Result) bool {
 		switch key.Str {
@@ -138,12 +139,13 @@ func decodeEntry(stored string) (queue.Entry, error) {
 	return e, nil
 }
 
-func decodeDeadEntry(stored string) (queue.DeadEntry, error) {
+// decodeDeadEntry reads a dead letter of call callLogID.
+func decodeDeadEntry(callLogID, stored string) (queue.DeadEntry, error) {
 	info, entry, ok := strings.Cut(stored, "\n")
 	if !ok || !gjson.Valid(info) {
 		return queue.DeadEntry{}, errors.New("redisqueue: stored dead letter is malformed")
 	}
-	e, err := decodeEntry(entry)
+	e, err := decodeEntry(callLogID, entry)
 	if err != nil {
 		return queue.DeadEntry{}, err
 	}

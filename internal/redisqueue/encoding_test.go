@@ -2,11 +2,13 @@ package redisqueue
 
 import (
 	"bytes"
+	"context"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/callpostback/caddy-postback/internal/queue"
+	"github.com/callpostback/caddy-postback/internal/redistest"
 	"github.com/tidwall/gjson"
 )
 
@@ -33,7 +35,7 @@ func TestEntryRoundTrip(t *testing.T) {
 		if !strings.HasPrefix(s, headPrefix(want.ID)) {
 			t.Errorf("stored entry %q does not start with headPrefix %q", s, headPrefix(want.ID))
 		}
-		got, err := decodeEntry(s)
+		got, err := decodeEntry(want.CallLogID, s)
 		if err != nil {
 			t.Fatalf("decode %q: %v", s, err)
 		}
@@ -42,6 +44,19 @@ func TestEntryRoundTrip(t *testing.T) {
 			got.TraceParent != want.TraceParent || got.TraceState != want.TraceState {
 			t.Errorf("round trip of %q:\n got  %+v\n want %+v", s, got, want)
 		}
+	}
+}
+
+// Entries stored by earlier versions name their call in a "call" member;
+// the entries written now leave it out, as the list is the call's own.
+func TestEntryOfAnEarlierVersion(t *testing.T) {
+	old := `{"id":"00000000000000000003","update_id":"9f86d081884c7d65b2e1a0c4","call":"c1","account":"acct_1","webhook":"acme","request_id":"r1","accepted_at":"2026-03-27T10:00:00Z","patch":"{\"converted\":true}"}`
+	got, err := decodeEntry("c1", old)
+	if err != nil || got.ID != "00000000000000000003" || got.CallLogID != "c1" || got.UpdateID != "9f86d081884c7d65b2e1a0c4" || string(got.Patch) != `{"converted":true}` {
+		t.Fatalf("decodeEntry = %+v, %v", got, err)
+	}
+	if s := stored("00000000000000000004", &queue.Entry{CallLogID: "c1"}); strings.Contains(s, `"call"`) {
+		t.Fatalf("a new entry stores its call again: %s", s)
 	}
 }
 
@@ -60,11 +75,11 @@ func TestDeadLetterRoundTrip(t *testing.T) {
 	at := time.Date(2026, 3, 27, 10, 5, 0, 1, time.UTC)
 	reason := "not_found: call not found\nsecond line \"quoted\""
 	letter := string(deadInfo(reason, at)) + "\n" + stored(e.ID, &e)
-	d, err := decodeDeadEntry(letter)
+	d, err := decodeDeadEntry(e.CallLogID, letter)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d.Reason != reason || !d.DeadAt.Equal(at) || d.ID != e.ID || string(d.Patch) != "p\nq" {
+	if d.Reason != reason || !d.DeadAt.Equal(at) || d.ID != e.ID || d.CallLogID != "c1" || string(d.Patch) != "p\nq" {
 		t.Fatalf("dead letter = %+v", d)
 	}
 	if !gjson.Valid(string(deadInfo(reason, at))) {
@@ -74,12 +89,12 @@ func TestDeadLetterRoundTrip(t *testing.T) {
 
 func TestDecodeRejectsGarbage(t *testing.T) {
 	for _, s := range []string{"", "{", `{"id":"1","accepted_at":"yesterday"}`, "not json"} {
-		if _, err := decodeEntry(s); err == nil {
+		if _, err := decodeEntry("c1", s); err == nil {
 			t.Errorf("decodeEntry(%q) succeeded", s)
 		}
 	}
 	for _, s := range []string{"", "no newline", "{}\n{", "x\n{}"} {
-		if _, err := decodeDeadEntry(s); err == nil {
+		if _, err := decodeDeadEntry("c1", s); err == nil {
 			t.Errorf("decodeDeadEntry(%q) succeeded", s)
 		}
 	}
@@ -90,7 +105,7 @@ func FuzzEntryRoundTrip(f *testing.F) {
 	f.Add("{x}", "\x00\n", "\xff\xfe")
 	f.Fuzz(func(t *testing.T, call, account, patch string) {
 		e := queue.Entry{ID: "00000000000000000001", CallLogID: call, Account: account, Patch: []byte(patch)}
-		got, err := decodeEntry(stored(e.ID, &e))
+		got, err := decodeEntry(call, stored(e.ID, &e))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -98,4 +113,28 @@ func FuzzEntryRoundTrip(f *testing.F) {
 			t.Fatalf("round trip: got %+v", got)
 		}
 	})
+}
+
+// An update stored by an earlier version, whose meta field holds the
+// padded entry ID rather than the sequence number, is still recognised: a
+// second append of it answers that ID and stores nothing.
+func TestUpdateStoredByAnEarlierVersion(t *testing.T) {
+	ctx := context.Background()
+	c := newClient(t, redistest.Start(t).Addr())
+	q := New(c, "")
+	first := entry("c1", `{"a":1}`)
+	first.UpdateID = "u-1"
+	mustAppend(t, q, first)
+	if first.ID != "00000000000000000001" {
+		t.Fatalf("first ID = %q", first.ID)
+	}
+	if err := c.HSet(ctx, q.keysOf("c1").meta, "u:u-1", "00000000000000000001").Err(); err != nil {
+		t.Fatal(err)
+	}
+	again := entry("c1", `{"a":1}`)
+	again.UpdateID = "u-1"
+	mustAppend(t, q, again)
+	if again.ID != first.ID || patchesOf(t, q, "c1") != `{"a":1}` {
+		t.Fatalf("second append: ID %q, pending %s; want %q and the update once", again.ID, patchesOf(t, q, "c1"), first.ID)
+	}
 }

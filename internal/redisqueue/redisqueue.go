@@ -398,7 +398,7 @@ func (q *Queue) Head(ctx context.Context, callLogID string) (queue.Entry, bool, 
 	if err != nil {
 		return queue.Entry{}, false, fmt.Errorf("redisqueue: head of call %q: %w", callLogID, err)
 	}
-	e, err := decodeEntry(stored)
+	e, err := decodeEntry(callLogID, stored)
 	if err != nil {
 		return queue.Entry{}, false, err
 	}
@@ -460,7 +460,7 @@ func (q *Queue) Pending(ctx context.Context, callLogID string) ([]queue.Entry, e
 	}
 	entries := make([]queue.Entry, len(stored))
 	for i, s := range stored {
-		if entries[i], err = decodeEntry(s); err != nil {
+		if entries[i], err = decodeEntry(callLogID, s); err != nil {
 			return nil, err
 		}
 	}
@@ -474,7 +474,7 @@ func (q *Queue) Dead(ctx context.Context, callLogID string) ([]queue.DeadEntry, 
 	}
 	dead := make([]queue.DeadEntry, len(stored))
 	for i, s := range stored {
-		if dead[i], err = decodeDeadEntry(s); err != nil {
+		if dead[i], err = decodeDeadEntry(callLogID, s); err != nil {
 			return nil, err
 		}
 	}

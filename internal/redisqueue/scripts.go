@@ -17,9 +17,11 @@ import (
 // attempt count; the counter itself is kept so that IDs never repeat.
 //
 // It is safe to run twice (operations#delivery-guarantee): the meta hash maps each stored
-// update's ID (field "u:<update id>") to its entry ID, so a second run
-// answers the first run's entry ID and stores nothing; a field holding "-"
-// is an update Settle declared not stored, which a late run must not store.
+// update's ID (field "u:<update id>") to its entry's sequence number
+// (unpadded, to save memory; earlier versions stored the padded ID, which
+// reads the same), so a second run answers the first run's entry ID and
+// stores nothing; a field holding "-" is an update Settle declared not
+// stored, which a late run must not store.
 // A call already holding ARGV[4] entries (when above 0) takes no more. An
 // append run after ARGV[5] (Unix ms by the Redis server's clock, when above
 // 0) comes after its caller gave up: it marks the update not stored, as
@@ -36,7 +38,7 @@ if seen then
 	if seen == '-' then
 		return -2
 	end
-	return seen
+	return string.format('%0`+strconv.Itoa(idWidth)+`d', tonumber(seen))
 end
 local waiting = redis.call('LLEN', KEYS[1])
 if ARGV[1] == '1' and waiting == 0 then
@@ -67,7 +69,7 @@ local seq = redis.call('HINCRBY', KEYS[2], 'seq', 1)
 redis.call('PERSIST', KEYS[2])
 local id = string.format('%0`+strconv.Itoa(idWidth)+`d', seq)
 if ARGV[3] ~= '' then
-	redis.call('HSET', KEYS[2], 'u:' .. ARGV[3], id)
+	redis.call('HSET', KEYS[2], 'u:' .. ARGV[3], seq)
 end
 redis.call('RPUSH', KEYS[1], '{"id":"' .. id .. '"' .. ARGV[2])
 return id
