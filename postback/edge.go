@@ -93,7 +93,8 @@ func (e *Edge) Apply(ctx context.Context, w *Webhook, requestID string, req *Req
 		batch[i] = &entries[i]
 	}
 	// The ordering check of operations#order, for every call in one round
-	// trip: behind waiting updates, a new one waits too.
+	// trip (a second for calls with updates waiting): behind waiting
+	// updates, a new one waits too.
 	opts := queue.AppendOptions{IfPending: true, Due: now.Add(e.DrainInterval), MaxPending: e.MaxPending}
 	if e.QueueTimeout > 0 {
 		// Given up on, the check is followed by a send to the call store:
@@ -157,8 +158,8 @@ func (e *Edge) updateCall(ctx context.Context, deadline time.Time, t Target, res
 	e.release(held)
 	if out.Class != Live {
 		if s.unchecked {
-			// A copy of the unanswered ordering check may still reach the
-			// queue and store the update behind waiting ones: settle it, so
+			// A copy of an unanswered append behind waiting updates may
+			// still reach the queue and store the update: settle it, so
 			// that it does not. One try: the queue is likely still down,
 			// and completed calls must keep being served quickly.
 			sctx, cancel := context.WithDeadline(ctx, deadline)

@@ -3,10 +3,12 @@ package redisqueue
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/callpostback/caddy-postback/internal/queue"
+	"github.com/callpostback/caddy-postback/internal/redisbatch"
 	"github.com/callpostback/caddy-postback/internal/redistest"
 )
 
@@ -35,6 +37,30 @@ func BenchmarkOrderingCheck50(b *testing.B) {
 				if ok, err := q.Append(ctx, e, true, time.Now()); err != nil || ok {
 					b.Fatal(ok, err)
 				}
+			}
+		}
+	})
+}
+
+// The ordering check of single-id postbacks arriving together, as the
+// edge runs it under load: concurrent AppendAll of one entry each, through
+// a shared Batcher, on calls with nothing waiting.
+func BenchmarkOrderingCheckConcurrent(b *testing.B) {
+	client := newClient(b, redistest.Start(b).Addr())
+	batcher := redisbatch.New(client)
+	b.Cleanup(batcher.Close)
+	q := New(client, "", WithBatcher(batcher))
+	ctx := context.Background()
+	var n atomic.Int64
+	b.SetParallelism(16)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			e := &queue.Entry{CallLogID: fmt.Sprintf("done-%d", n.Add(1)%1000), UpdateID: "9b2f7c1e4a554b7e8d2a0f1e", Account: "acct_1", Webhook: "acme",
+				RequestID: "9b2f7c1e-4a55-4b7e-8d2a-0f1e2d3c4b5a", AcceptedAt: time.Now(), Patch: []byte(`{"converted":true,"revenue_paid_out":25.5}`)}
+			r := q.AppendAll(ctx, []*queue.Entry{e}, queue.AppendOptions{IfPending: true, Due: time.Now(), MaxPending: 1000, NotAfter: time.Now().Add(2 * time.Second)})
+			if r[0].Err != nil || r[0].Appended {
+				b.Fatal(r[0])
 			}
 		}
 	})

@@ -85,7 +85,39 @@ func (q *Queue) Append(ctx context.Context, e *queue.Entry, ifPending bool, due 
 
 // AppendAll runs the append script of every entry in one pipeline; on
 // Cluster, go-redis sends one pipeline per node.
+//
+// With IfPending (the ordering check of nearly every postback, whose call
+// has nothing waiting) it first asks only whether each call has entries
+// waiting, a read that sends no entry and writes nothing, and appends,
+// if pending, only behind those that do: the append script checks again,
+// atomically, so a call drained in between is answered "not appended" as
+// if the check had come after the drain.
 func (q *Queue) AppendAll(ctx context.Context, entries []*queue.Entry, opts queue.AppendOptions) []queue.AppendResult {
+	if !opts.IfPending || len(entries) == 0 {
+		return q.appendAll(ctx, entries, opts)
+	}
+	results := make([]queue.AppendResult, len(entries))
+	waiting := q.runAll(ctx, waitingScript, len(entries), func(i int) ([]string, []any) {
+		return []string{q.keysOf(entries[i].CallLogID).list}, nil
+	})
+	var behind []*queue.Entry
+	var at []int
+	for i, r := range waiting {
+		n, err := asInt(r.Val, r.Err)
+		switch {
+		case err != nil:
+			results[i].Err = fmt.Errorf("redisqueue: ordering check of call %q: %w", entries[i].CallLogID, err)
+		case n > 0:
+			behind, at = append(behind, entries[i]), append(at, i)
+		}
+	}
+	for k, r := range q.appendAll(ctx, behind, opts) {
+		results[at[k]] = r
+	}
+	return results
+}
+
+func (q *Queue) appendAll(ctx context.Context, entries []*queue.Entry, opts queue.AppendOptions) []queue.AppendResult {
 	results := make([]queue.AppendResult, len(entries))
 	if len(entries) == 0 {
 		return results
