@@ -41,6 +41,7 @@ type Queue struct {
 	// batcher, when set, carries the append scripts in pipelines shared
 	// with other callers (WithBatcher).
 	batcher *redisbatch.Batcher
+	hints   waitingHints
 }
 
 // Option configures a Queue.
@@ -91,30 +92,56 @@ func (q *Queue) Append(ctx context.Context, e *queue.Entry, ifPending bool, due 
 // waiting, a read that sends no entry and writes nothing, and appends,
 // if pending, only behind those that do: the append script checks again,
 // atomically, so a call drained in between is answered "not appended" as
-// if the check had come after the drain.
+// if the check had come after the drain. Calls this instance lately found
+// with entries waiting (waitingHints) skip the question.
 func (q *Queue) AppendAll(ctx context.Context, entries []*queue.Entry, opts queue.AppendOptions) []queue.AppendResult {
 	if !opts.IfPending || len(entries) == 0 {
 		return q.appendAll(ctx, entries, opts)
 	}
 	results := make([]queue.AppendResult, len(entries))
-	waiting := q.runAll(ctx, waitingScript, len(entries), func(i int) ([]string, []any) {
-		return []string{q.keysOf(entries[i].CallLogID).list}, nil
+	var direct, asked []int
+	for i, e := range entries {
+		if q.hints.has(e.CallLogID) {
+			direct = append(direct, i)
+		} else {
+			asked = append(asked, i)
+		}
+	}
+	q.appendAt(ctx, entries, direct, opts, results)
+	if len(asked) == 0 {
+		return results
+	}
+	waiting := q.runAll(ctx, waitingScript, len(asked), func(k int) ([]string, []any) {
+		return []string{q.keysOf(entries[asked[k]].CallLogID).list}, nil
 	})
-	var behind []*queue.Entry
-	var at []int
-	for i, r := range waiting {
+	var behind []int
+	for k, r := range waiting {
+		i := asked[k]
 		n, err := asInt(r.Val, r.Err)
 		switch {
 		case err != nil:
 			results[i].Err = fmt.Errorf("redisqueue: ordering check of call %q: %w", entries[i].CallLogID, err)
 		case n > 0:
-			behind, at = append(behind, entries[i]), append(at, i)
+			behind = append(behind, i)
 		}
 	}
-	for k, r := range q.appendAll(ctx, behind, opts) {
+	q.appendAt(ctx, entries, behind, opts, results)
+	return results
+}
+
+// appendAt appends the entries at the indexes at, and puts their results
+// at the same indexes of results.
+func (q *Queue) appendAt(ctx context.Context, entries []*queue.Entry, at []int, opts queue.AppendOptions, results []queue.AppendResult) {
+	if len(at) == 0 {
+		return
+	}
+	some := make([]*queue.Entry, len(at))
+	for k, i := range at {
+		some[k] = entries[i]
+	}
+	for k, r := range q.appendAll(ctx, some, opts) {
 		results[at[k]] = r
 	}
-	return results
 }
 
 func (q *Queue) appendAll(ctx context.Context, entries []*queue.Entry, opts queue.AppendOptions) []queue.AppendResult {
@@ -159,11 +186,14 @@ func (q *Queue) appendAll(ctx context.Context, entries []*queue.Entry, opts queu
 		case nil:
 			if err != nil && !errors.Is(err, redis.Nil) {
 				results[i].Err = fmt.Errorf("redisqueue: append to call %q: %w", e.CallLogID, err)
+			} else {
+				q.hints.remove(e.CallLogID) // nothing waits any more
 			}
 		case string:
 			e.ID = v
 			results[i].Appended = true
 			appended = append(appended, e)
+			q.hints.add(e.CallLogID)
 		case int64:
 			if v == -1 {
 				results[i].Err = queue.ErrTooManyPending

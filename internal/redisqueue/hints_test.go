@@ -1,0 +1,79 @@
+package redisqueue
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/callpostback/caddy-postback/internal/queue"
+	"github.com/callpostback/caddy-postback/internal/redistest"
+)
+
+// askedCounter counts the waiting questions (waitingScript) a client sends.
+type askedCounter struct{ n atomic.Int64 }
+
+func (c *askedCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (c *askedCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		c.count([]redis.Cmder{cmd})
+		return next(ctx, cmd)
+	}
+}
+func (c *askedCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		c.count(cmds)
+		return next(ctx, cmds)
+	}
+}
+func (c *askedCounter) count(cmds []redis.Cmder) {
+	for _, cmd := range cmds {
+		if a := cmd.Args(); len(a) > 1 && a[1] == waitingScript.Hash() {
+			c.n.Add(1)
+		}
+	}
+}
+
+// operations#the-queue-in-production: the ordering check asks first only for calls this instance has not lately
+// found with updates waiting; a hint made stale by a drain elsewhere costs one append that stores
+// nothing, and is dropped.
+func TestOrderingCheckSkipsTheQuestionForCallsFoundWaiting(t *testing.T) {
+	ctx := context.Background()
+	c := newClient(t, redistest.Start(t).Addr())
+	asked := &askedCounter{}
+	c.AddHook(asked)
+	q := New(c, "")
+	check := func(call string) queue.AppendResult {
+		e := entry(call, `{"b":2}`)
+		return q.AppendAll(ctx, []*queue.Entry{e}, queue.AppendOptions{IfPending: true, Due: time.Now()})[0]
+	}
+
+	if r := check("c1"); r.Err != nil || r.Appended {
+		t.Fatalf("check of a call with nothing waiting = %+v", r)
+	}
+	if asked.n.Load() != 1 {
+		t.Fatalf("questions = %d, want 1", asked.n.Load())
+	}
+	mustAppend(t, q, entry("c1", `{"a":1}`)) // the call is live: its update waits
+	if r := check("c1"); r.Err != nil || !r.Appended {
+		t.Fatalf("check behind a waiting update = %+v, want appended", r)
+	}
+	if asked.n.Load() != 1 || patchesOf(t, q, "c1") != `{"a":1} {"b":2}` {
+		t.Fatalf("questions = %d, pending %s; want no new question and both updates in order", asked.n.Load(), patchesOf(t, q, "c1"))
+	}
+	// Another instance drains the call.
+	if err := c.Del(ctx, q.keysOf("c1").list).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if r := check("c1"); r.Err != nil || r.Appended {
+		t.Fatalf("check with a stale hint = %+v, want not appended", r)
+	}
+	if asked.n.Load() != 1 || patchesOf(t, q, "c1") != "" {
+		t.Fatalf("questions = %d, pending %q", asked.n.Load(), patchesOf(t, q, "c1"))
+	}
+	if r := check("c1"); r.Err != nil || r.Appended || asked.n.Load() != 2 {
+		t.Fatalf("check after the stale hint = %+v with %d questions; want asked again", r, asked.n.Load())
+	}
+}
