@@ -298,6 +298,40 @@ func TestIdempotentRetryOfQueuedUpdate(t *testing.T) {
 	}
 }
 
+// operations#order with an idempotency key on Redis: the ordering check is asked beside the key's
+// hold; a keyed update of a call with an update waiting queues behind it, without a PATCH, and
+// both are applied in order once the call completes; a keyed update of a call with nothing
+// waiting goes straight to the call store.
+func TestIdempotentUpdateWaitsBehindQueuedOnes(t *testing.T) {
+	srv := redistest.Start(t)
+	store := newScriptedStore(t)
+	store.set("behind-1", "live")
+	tester := startEdge(t, idemConfig(store.URL, srv.URL()))
+	first := `{"call_log_id":"behind-1","reason":"first"}`
+	if status, body := send(t, tester, "POST", edgeURL("/postback/update-fields?moja_auth_key="+fieldsKey), jsonType, first); status != 202 {
+		t.Fatalf("unkeyed update of a live call: %d %s", status, body)
+	}
+	sent := store.patchesSent()
+	queued := `{"call_log_ids":["behind-1"],"failed_call_log_ids":[],"queued_call_log_ids":["behind-1"]}`
+	wantAnswer(t, "keyed update behind a waiting one", sendKey(t, tester, edgePort, fieldsKey, "behind-key", `{"call_log_id":"behind-1","reason":"second"}`), 202, queued, false)
+	if store.patchesSent() != sent {
+		t.Fatalf("operations#order the keyed update was sent to the call store while an older one waited")
+	}
+	store.set("behind-1", "completed")
+	if status, body := send(t, tester, "POST", edgeURL("/postback/call-completed?moja_auth_key="+platformKey), jsonType, `{"call_log_id":"behind-1"}`); status != 202 {
+		t.Fatalf("call-completed: %d %s", status, body)
+	}
+	waitFor(t, "both updates applied", func() bool { return len(store.applied("behind-1")) == 2 })
+	if got := strings.Join(store.applied("behind-1"), " "); got != `{"reason":"first"} {"reason":"second"}` {
+		t.Fatalf("operations#order applied %s", got)
+	}
+	applied := `{"call_log_ids":["behind-1"],"failed_call_log_ids":[]}`
+	wantAnswer(t, "keyed update once nothing waits", sendKey(t, tester, edgePort, fieldsKey, "after-key", `{"call_log_id":"behind-1","reason":"third"}`), 200, applied, false)
+	if got := store.applied("behind-1"); len(got) != 3 || got[2] != `{"reason":"third"}` {
+		t.Fatalf("operations#order applied %v", got)
+	}
+}
+
 // partner-api#safe-retries: while a request with a key is with a slow call store, another with
 // the same key gets 409 idempotency_key_in_use with Retry-After: 1 and
 // sends nothing; on one instance (memory) and on two sharing Redis.

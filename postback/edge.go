@@ -58,6 +58,23 @@ type Result struct {
 // Apply updates every call of req on behalf of webhook w. It never fails
 // as a whole: each call gets its own outcome (partner-api#responses).
 func (e *Edge) Apply(ctx context.Context, w *Webhook, requestID string, req *Request) *Result {
+	return e.apply(ctx, w, requestID, req, nil)
+}
+
+// ApplyKnowing is Apply for a postback whose calls (by id, not by phone
+// number) the queue was asked about beforehand: nothing[i] says that call
+// i had no updates waiting (queue.NothingWaiter), so its ordering check is
+// not sent again. The answer counts as the check, taken a round trip
+// earlier: as with any check, the decision stands for the PATCH that
+// follows.
+func (e *Edge) ApplyKnowing(ctx context.Context, w *Webhook, requestID string, req *Request, nothing []bool) *Result {
+	if req.PhoneNumber != "" || len(nothing) != len(req.CallLogIDs) {
+		nothing = nil
+	}
+	return e.apply(ctx, w, requestID, req, nothing)
+}
+
+func (e *Edge) apply(ctx context.Context, w *Webhook, requestID string, req *Request, nothing []bool) *Result {
 	// A partner's hang-up cancels nothing already started: the call-store
 	// requests and the appends run to the deadline on a context of their
 	// own, so a call the call store found live is queued all the same
@@ -101,7 +118,7 @@ func (e *Edge) Apply(ctx context.Context, w *Webhook, requestID string, req *Req
 		// a copy of it that reaches Redis later must not queue the update too.
 		opts.NotAfter = time.Now().Add(2 * e.QueueTimeout)
 	}
-	checks := e.Queue.AppendAll(ctx, batch, opts)
+	checks := e.check(ctx, batch, opts, nothing)
 	send := make([]pendingSend, 0, len(ids))
 	for i, c := range checks {
 		res.Calls[i].CallLogID = ids[i]
@@ -137,6 +154,29 @@ func (e *Edge) Apply(ctx context.Context, w *Webhook, requestID string, req *Req
 		e.updateCall(ctx, deadline, t, res, entries, send[i], opts)
 	})
 	return res
+}
+
+// check runs the ordering check of batch, but for the calls that nothing
+// (when not nil) says had no updates waiting: those are neither appended
+// nor in error, and go to the call store.
+func (e *Edge) check(ctx context.Context, batch []*queue.Entry, opts queue.AppendOptions, nothing []bool) []queue.AppendResult {
+	if nothing == nil {
+		return e.Queue.AppendAll(ctx, batch, opts)
+	}
+	results := make([]queue.AppendResult, len(batch))
+	var ask []*queue.Entry
+	var at []int
+	for i, none := range nothing {
+		if !none {
+			ask, at = append(ask, batch[i]), append(at, i)
+		}
+	}
+	if len(ask) > 0 {
+		for k, r := range e.Queue.AppendAll(ctx, ask, opts) {
+			results[at[k]] = r
+		}
+	}
+	return results
 }
 
 // pendingSend is a call of a postback still to be sent to the call store;

@@ -14,6 +14,7 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/callpostback/caddy-postback/internal/idempotency"
+	"github.com/callpostback/caddy-postback/internal/queue"
 )
 
 // Codes of the refusals of docs/partner-api.md#safe-retries.
@@ -77,6 +78,16 @@ func (x *Retries) Apply(ctx context.Context, e *Edge, w *Webhook, requestID stri
 	k := idempotency.Key{Webhook: w.Name, Key: key}
 	fp := req.Fingerprint(ep)
 	token := newHoldToken()
+	// The ordering check writes nothing, so it is asked beside the hold,
+	// in the same shared pipeline, and used only if the hold is granted.
+	var asked chan nothingWaiting
+	if nw, ok := e.Queue.(queue.NothingWaiter); ok && req.PhoneNumber == "" {
+		asked = make(chan nothingWaiting, 1)
+		go func() {
+			nothing, err := nw.NothingWaiting(ctx, req.CallLogIDs)
+			asked <- nothingWaiting{nothing, err}
+		}()
+	}
 	claim, err := x.Store.Claim(ctx, k, fp, token, x.Hold)
 	if err != nil {
 		return Retried{}, unavailable(), err
@@ -100,7 +111,13 @@ func (x *Retries) Apply(ctx context.Context, e *Edge, w *Webhook, requestID stri
 	case idempotency.Done:
 		return Retried{Result: &Result{Calls: prior, Ignored: req.Ignored}, Seen: true, Replayed: true}, nil, nil
 	case idempotency.New:
-		out.Result = e.Apply(ctx, w, requestID, req)
+		var nothing []bool
+		if asked != nil {
+			if a := <-asked; a.err == nil {
+				nothing = a.nothing
+			}
+		}
+		out.Result = e.ApplyKnowing(ctx, w, requestID, req, nothing)
 	case idempotency.Retry:
 		var again int
 		out.Result, again = e.reapply(ctx, w, requestID, req, prior)
@@ -111,6 +128,12 @@ func (x *Retries) Apply(ctx context.Context, e *Edge, w *Webhook, requestID stri
 	rec := idempotency.Record{Fingerprint: fp, Outcome: encodeOutcomes(nil, out.Calls), Final: allFinal(out.Calls)}
 	out.StoreErr = x.Store.Save(context.WithoutCancel(ctx), k, token, rec, x.Window)
 	return out, nil, nil
+}
+
+// nothingWaiting is the answer of queue.NothingWaiter, asked beside a hold.
+type nothingWaiting struct {
+	nothing []bool
+	err     error
 }
 
 func unavailable() *Error {

@@ -105,6 +105,16 @@ var ErrNotLeaseholder = errors.New("queue: lease not held or entry not at head")
 
 // Queue is the store of docs/operations.md#the-queue. Every method is safe for concurrent use,
 // also across processes for implementations that say so.
+// NothingWaiter is a Queue that can tell, writing nothing, which calls
+// have no entries waiting, so that a caller may ask beside other work
+// (an idempotency key's hold) before it decides to append.
+type NothingWaiter interface {
+	// NothingWaiting reports, for each call, that none of its entries
+	// waited when asked; false means the call has some, or may have: its
+	// update must go through AppendAll with IfPending.
+	NothingWaiting(ctx context.Context, callLogIDs []string) ([]bool, error)
+}
+
 type Queue interface {
 	// Append adds e at the tail of its call's list, assigns e.ID, and
 	// schedules the call's next check at due unless it is already

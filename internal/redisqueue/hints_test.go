@@ -77,3 +77,30 @@ func TestOrderingCheckSkipsTheQuestionForCallsFoundWaiting(t *testing.T) {
 		t.Fatalf("check after the stale hint = %+v with %d questions; want asked again", r, asked.n.Load())
 	}
 }
+
+// NothingWaiting answers, writing nothing, which calls have no updates waiting; a call found
+// waiting is hinted, so that its append is not asked about a second time.
+func TestNothingWaiting(t *testing.T) {
+	ctx := context.Background()
+	c := newClient(t, redistest.Start(t).Addr())
+	asked := &askedCounter{}
+	c.AddHook(asked)
+	q := New(c, "")
+	mustAppend(t, q, entry("busy", `{"a":1}`))
+	q.hints.remove("busy") // as if another instance had queued it
+	nothing, err := q.NothingWaiting(ctx, []string{"idle", "busy"})
+	if err != nil || len(nothing) != 2 || !nothing[0] || nothing[1] {
+		t.Fatalf("NothingWaiting = %v, %v; want [true false]", nothing, err)
+	}
+	if asked.n.Load() != 2 || !q.hints.has("busy") || q.hints.has("idle") {
+		t.Fatalf("questions %d, hints busy %v idle %v", asked.n.Load(), q.hints.has("busy"), q.hints.has("idle"))
+	}
+	r := q.AppendAll(ctx, []*queue.Entry{entry("busy", `{"b":2}`)}, queue.AppendOptions{IfPending: true, Due: time.Now()})[0]
+	if r.Err != nil || !r.Appended || asked.n.Load() != 2 || patchesOf(t, q, "busy") != `{"a":1} {"b":2}` {
+		t.Fatalf("append behind = %+v after %d questions, pending %s", r, asked.n.Load(), patchesOf(t, q, "busy"))
+	}
+	k := q.keysOf("idle")
+	if n, err := c.Exists(ctx, k.list, k.meta, k.dead, k.lease).Result(); err != nil || n != 0 {
+		t.Fatalf("asking about a call with nothing waiting wrote %d of its keys (%v)", n, err)
+	}
+}

@@ -99,34 +99,55 @@ func (q *Queue) AppendAll(ctx context.Context, entries []*queue.Entry, opts queu
 		return q.appendAll(ctx, entries, opts)
 	}
 	results := make([]queue.AppendResult, len(entries))
-	var direct, asked []int
+	ids := make([]string, len(entries))
 	for i, e := range entries {
-		if q.hints.has(e.CallLogID) {
-			direct = append(direct, i)
-		} else {
-			asked = append(asked, i)
-		}
+		ids[i] = e.CallLogID
 	}
-	q.appendAt(ctx, entries, direct, opts, results)
-	if len(asked) == 0 {
+	nothing, err := q.NothingWaiting(ctx, ids)
+	if err != nil {
+		for i := range results {
+			results[i].Err = err
+		}
 		return results
 	}
-	waiting := q.runAll(ctx, waitingScript, len(asked), func(k int) ([]string, []any) {
-		return []string{q.keysOf(entries[asked[k]].CallLogID).list}, nil
-	})
 	var behind []int
-	for k, r := range waiting {
-		i := asked[k]
-		n, err := asInt(r.Val, r.Err)
-		switch {
-		case err != nil:
-			results[i].Err = fmt.Errorf("redisqueue: ordering check of call %q: %w", entries[i].CallLogID, err)
-		case n > 0:
+	for i, none := range nothing {
+		if !none {
 			behind = append(behind, i)
 		}
 	}
 	q.appendAt(ctx, entries, behind, opts, results)
 	return results
+}
+
+// NothingWaiting asks, in one round trip through the batcher when there is
+// one, how many entries wait for each call; calls lately found waiting
+// (waitingHints) are not asked and answered false.
+func (q *Queue) NothingWaiting(ctx context.Context, callLogIDs []string) ([]bool, error) {
+	nothing := make([]bool, len(callLogIDs))
+	var asked []int
+	for i, id := range callLogIDs {
+		if !q.hints.has(id) {
+			asked = append(asked, i)
+		}
+	}
+	if len(asked) == 0 {
+		return nothing, nil
+	}
+	waiting := q.runAll(ctx, waitingScript, len(asked), func(k int) ([]string, []any) {
+		return []string{q.keysOf(callLogIDs[asked[k]]).list}, nil
+	})
+	for k, r := range waiting {
+		n, err := asInt(r.Val, r.Err)
+		if err != nil {
+			return nil, fmt.Errorf("redisqueue: ordering check of call %q: %w", callLogIDs[asked[k]], err)
+		}
+		nothing[asked[k]] = n == 0
+		if n > 0 {
+			q.hints.add(callLogIDs[asked[k]]) // its append goes straight to the script
+		}
+	}
+	return nothing, nil
 }
 
 // appendAt appends the entries at the indexes at, and puts their results
@@ -570,4 +591,7 @@ func (q *Queue) Requeue(ctx context.Context, callLogID string, due time.Time) (i
 	return moved, nil
 }
 
-var _ queue.Queue = (*Queue)(nil)
+var (
+	_ queue.Queue         = (*Queue)(nil)
+	_ queue.NothingWaiter = (*Queue)(nil)
+)
