@@ -138,3 +138,12 @@ func TestUpdateStoredByAnEarlierVersion(t *testing.T) {
 		t.Fatalf("second append: ID %q, pending %s; want %q and the update once", again.ID, patchesOf(t, q, "c1"), first.ID)
 	}
 }
+
+func TestListKeyIsTheCallsList(t *testing.T) {
+	q := New(nil, "p:")
+	for _, id := range []string{"c1", "", "we{ird}%", "☎"} {
+		if q.listKey(id) != q.keysOf(id).list {
+			t.Errorf("listKey(%q) = %q, keysOf says %q", id, q.listKey(id), q.keysOf(id).list)
+		}
+	}
+}

@@ -40,6 +40,12 @@ func hashTag(callLogID string) string {
 	return "{call:" + tagEscaper.Replace(callLogID) + "}"
 }
 
+// listKey is keysOf(callLogID).list in one allocation, for the ordering
+// check of every postback.
+func (q *Queue) listKey(callLogID string) string {
+	return q.prefix + "{call:" + tagEscaper.Replace(callLogID) + "}:list"
+}
+
 func (q *Queue) keysOf(callLogID string) callKeys {
 	base := q.prefix + hashTag(callLogID) + ":"
 	return callKeys{

@@ -135,7 +135,7 @@ func (q *Queue) NothingWaiting(ctx context.Context, callLogIDs []string) ([]bool
 		return nothing, nil
 	}
 	waiting := q.runAll(ctx, waitingScript, len(asked), func(k int) ([]string, []any) {
-		return []string{q.keysOf(callLogIDs[asked[k]]).list}, nil
+		return []string{q.listKey(callLogIDs[asked[k]])}, nil
 	})
 	for k, r := range waiting {
 		n, err := asInt(r.Val, r.Err)
