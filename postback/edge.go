@@ -163,20 +163,9 @@ func (e *Edge) check(ctx context.Context, batch []*queue.Entry, opts queue.Appen
 	if nothing == nil {
 		return e.Queue.AppendAll(ctx, batch, opts)
 	}
-	results := make([]queue.AppendResult, len(batch))
-	var ask []*queue.Entry
-	var at []int
-	for i, none := range nothing {
-		if !none {
-			ask, at = append(ask, batch[i]), append(at, i)
-		}
-	}
-	if len(ask) > 0 {
-		for k, r := range e.Queue.AppendAll(ctx, ask, opts) {
-			results[at[k]] = r
-		}
-	}
-	return results
+	return queue.AppendSome(batch, nothing, func(some []*queue.Entry) []queue.AppendResult {
+		return e.Queue.AppendAll(ctx, some, opts)
+	})
 }
 
 // pendingSend is a call of a postback still to be sent to the call store;

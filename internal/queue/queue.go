@@ -98,13 +98,31 @@ type AppendResult struct {
 	Err error
 }
 
+// AppendSome appends the entries whose ordering check found updates
+// waiting (nothing[i] false), through appendAll, and puts each result at
+// its entry's index; the others are neither appended nor in error.
+func AppendSome(entries []*Entry, nothing []bool, appendAll func([]*Entry) []AppendResult) []AppendResult {
+	results := make([]AppendResult, len(entries))
+	var some []*Entry
+	var at []int
+	for i, none := range nothing {
+		if !none {
+			some, at = append(some, entries[i]), append(at, i)
+		}
+	}
+	if len(some) > 0 {
+		for k, r := range appendAll(some) {
+			results[at[k]] = r
+		}
+	}
+	return results
+}
+
 // ErrNotLeaseholder is returned by Ack and Bury when owner does not hold
 // the call's lease (it expired and another drainer may have taken it), or
 // when the head of the list is no longer the entry named.
 var ErrNotLeaseholder = errors.New("queue: lease not held or entry not at head")
 
-// Queue is the store of docs/operations.md#the-queue. Every method is safe for concurrent use,
-// also across processes for implementations that say so.
 // NothingWaiter is a Queue that can tell, writing nothing, which calls
 // have no entries waiting, so that a caller may ask beside other work
 // (an idempotency key's hold) before it decides to append.
@@ -115,6 +133,8 @@ type NothingWaiter interface {
 	NothingWaiting(ctx context.Context, callLogIDs []string) ([]bool, error)
 }
 
+// Queue is the store of docs/operations.md#the-queue. Every method is safe for concurrent use,
+// also across processes for implementations that say so.
 type Queue interface {
 	// Append adds e at the tail of its call's list, assigns e.ID, and
 	// schedules the call's next check at due unless it is already

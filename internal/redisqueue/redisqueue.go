@@ -98,26 +98,21 @@ func (q *Queue) AppendAll(ctx context.Context, entries []*queue.Entry, opts queu
 	if !opts.IfPending || len(entries) == 0 {
 		return q.appendAll(ctx, entries, opts)
 	}
-	results := make([]queue.AppendResult, len(entries))
 	ids := make([]string, len(entries))
 	for i, e := range entries {
 		ids[i] = e.CallLogID
 	}
 	nothing, err := q.NothingWaiting(ctx, ids)
 	if err != nil {
+		results := make([]queue.AppendResult, len(entries))
 		for i := range results {
 			results[i].Err = err
 		}
 		return results
 	}
-	var behind []int
-	for i, none := range nothing {
-		if !none {
-			behind = append(behind, i)
-		}
-	}
-	q.appendAt(ctx, entries, behind, opts, results)
-	return results
+	return queue.AppendSome(entries, nothing, func(some []*queue.Entry) []queue.AppendResult {
+		return q.appendAll(ctx, some, opts)
+	})
 }
 
 // NothingWaiting asks, in one round trip through the batcher when there is
@@ -148,21 +143,6 @@ func (q *Queue) NothingWaiting(ctx context.Context, callLogIDs []string) ([]bool
 		}
 	}
 	return nothing, nil
-}
-
-// appendAt appends the entries at the indexes at, and puts their results
-// at the same indexes of results.
-func (q *Queue) appendAt(ctx context.Context, entries []*queue.Entry, at []int, opts queue.AppendOptions, results []queue.AppendResult) {
-	if len(at) == 0 {
-		return
-	}
-	some := make([]*queue.Entry, len(at))
-	for k, i := range at {
-		some[k] = entries[i]
-	}
-	for k, r := range q.appendAll(ctx, some, opts) {
-		results[at[k]] = r
-	}
 }
 
 func (q *Queue) appendAll(ctx context.Context, entries []*queue.Entry, opts queue.AppendOptions) []queue.AppendResult {
