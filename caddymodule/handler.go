@@ -395,9 +395,8 @@ func (h *Handler) readBody(r *http.Request) ([]byte, postback.BodyKind, *postbac
 			return nil, 0, postback.NewError(http.StatusUnsupportedMediaType, "content type "+strconv.Quote(mt)+" is not supported; send application/json or application/x-www-form-urlencoded")
 		}
 	}
-	tooLarge := postback.NewError(http.StatusRequestEntityTooLarge, "body is larger than "+strconv.FormatInt(h.MaxBody, 10)+" bytes")
 	if r.ContentLength > h.MaxBody {
-		return nil, 0, tooLarge
+		return nil, 0, h.tooLarge()
 	}
 	// A declared length was checked above, and net/http never reads past
 	// it: one buffer of that size. Otherwise (chunked), MaxBytesReader
@@ -413,11 +412,16 @@ func (h *Handler) readBody(r *http.Request) ([]byte, postback.BodyKind, *postbac
 	var over *http.MaxBytesError
 	switch {
 	case errors.As(err, &over):
-		return nil, 0, tooLarge
+		return nil, 0, h.tooLarge()
 	case err != nil:
 		return nil, 0, postback.NewError(http.StatusBadRequest, "could not read the body")
 	}
 	return body, kind, nil
+}
+
+// tooLarge is the 413 of a body over MaxBody, built only when one is.
+func (h *Handler) tooLarge() *postback.Error {
+	return postback.NewError(http.StatusRequestEntityTooLarge, "body is larger than "+strconv.FormatInt(h.MaxBody, 10)+" bytes")
 }
 
 var allowed = []string{"GET, POST"}
