@@ -134,7 +134,7 @@ func (e *Edge) apply(ctx context.Context, w *Webhook, requestID string, req *Req
 			if e.OrderingSkipped != nil {
 				e.OrderingSkipped(ids[i], c.Err)
 			}
-			send = append(send, pendingSend{i, true})
+			send = append(send, pendingSend{i, !c.Unwritten})
 		default:
 			send = append(send, pendingSend{i, false})
 		}
@@ -169,10 +169,11 @@ func (e *Edge) check(ctx context.Context, batch []*queue.Entry, opts queue.Appen
 }
 
 // pendingSend is a call of a postback still to be sent to the call store;
-// unchecked when its ordering check got no answer.
+// unsettled when its ordering check sent an append that got no answer, a
+// copy of which may still store the update.
 type pendingSend struct {
 	i         int
-	unchecked bool
+	unsettled bool
 }
 
 var tooManyPending = Outcome{Class: TooManyPending, Message: "this call already has the most updates allowed waiting for it; send again once it completes"}
@@ -186,11 +187,12 @@ func (e *Edge) updateCall(ctx context.Context, deadline time.Time, t Target, res
 	out := e.Store.patchBy(ctx, deadline, t, entry.CallLogID, entry.Patch)
 	e.release(held)
 	if out.Class != Live {
-		if s.unchecked {
+		if s.unsettled {
 			// A copy of an unanswered append behind waiting updates may
 			// still reach the queue and store the update: settle it, so
 			// that it does not. One try: the queue is likely still down,
-			// and completed calls must keep being served quickly.
+			// and completed calls must keep being served quickly. A check
+			// that failed before writing anything needs none.
 			sctx, cancel := context.WithDeadline(ctx, deadline)
 			_, _ = e.Queue.Settle(sctx, entry.CallLogID, entry.UpdateID)
 			cancel()

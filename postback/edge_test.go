@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -531,6 +532,60 @@ func TestEdgeSettlesAnAppendWithoutAnswer(t *testing.T) {
 			t.Fatalf("%d entries waiting, want the update once", len(pending))
 		}
 	})
+}
+
+// uncheckedQueue answers every ordering check with a failure, written or
+// not as unwritten says, and counts the Settle questions.
+type uncheckedQueue struct {
+	*queue.Memory
+	unwritten bool
+	settled   atomic.Int64
+}
+
+func (q *uncheckedQueue) AppendAll(ctx context.Context, entries []*queue.Entry, opts queue.AppendOptions) []queue.AppendResult {
+	if !opts.IfPending {
+		return q.Memory.AppendAll(ctx, entries, opts)
+	}
+	results := make([]queue.AppendResult, len(entries))
+	for i := range results {
+		results[i] = queue.AppendResult{Err: errQueueDown, Unwritten: q.unwritten}
+	}
+	return results
+}
+
+func (q *uncheckedQueue) Settle(ctx context.Context, callLogID, updateID string) (bool, error) {
+	q.settled.Add(1)
+	return q.Memory.Settle(ctx, callLogID, updateID)
+}
+
+func TestEdgeSettlesOnlyWhatTheCheckMayHaveWritten(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name      string
+		unwritten bool
+		settles   int64
+	}{
+		{"operations#when-redis-is-down a check whose read went unanswered wrote nothing: the completed call is applied with no question to settle", true, 0},
+		{"operations#when-redis-is-down a check whose append went unanswered may have stored the update: it is settled once", false, 1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s := newStoreDouble(t)
+			s.addCall("done-1", "completed", "acct_1")
+			q := &uncheckedQueue{Memory: queue.NewMemory(), unwritten: tt.unwritten}
+			e := newTestEdge(t, s, q)
+			res := e.Apply(context.Background(), acmeWebhook(t), "req-1", revenueRequest("done-1"))
+			if got := outcomes(res); got != "done-1:applied" {
+				t.Fatalf("outcome %s, want applied", got)
+			}
+			if n := q.settled.Load(); n != tt.settles {
+				t.Errorf("%d questions to settle the update, want %d", n, tt.settles)
+			}
+			if pending, _ := q.Pending(context.Background(), "done-1"); len(pending) != 0 {
+				t.Errorf("%d entries waiting for an applied update, want none", len(pending))
+			}
+		})
+	}
 }
 
 func TestEdgeTooManyPending(t *testing.T) {

@@ -94,8 +94,13 @@ type AppendResult struct {
 	// Appended is false when IfPending found nothing waiting, or on error.
 	Appended bool
 	// Err is ErrTooManyPending, or a failure to reach the store: then the
-	// entry may or may not be stored, which Settle decides.
+	// entry may or may not be stored, which Settle decides, unless
+	// Unwritten.
 	Err error
+	// Unwritten, beside a failure, says it came before anything that could
+	// store the entry was sent (the read of an ordering check): the entry
+	// is not stored, and no copy of a request can store it later.
+	Unwritten bool
 }
 
 // AppendSome appends the entries whose ordering check found updates

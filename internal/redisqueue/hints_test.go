@@ -104,3 +104,27 @@ func TestNothingWaiting(t *testing.T) {
 		t.Fatalf("asking about a call with nothing waiting wrote %d of its keys (%v)", n, err)
 	}
 }
+
+// operations#when-redis-is-down: an ordering check whose read went unanswered wrote nothing, and
+// says so, so the edge does not ask Redis again to settle it; one whose append went out (a call
+// hinted waiting) may have stored the entry, and does not.
+func TestOrderingCheckUnansweredSaysWhetherItWrote(t *testing.T) {
+	ctx := context.Background()
+	s := redistest.Start(t)
+	c := redis.NewClient(&redis.Options{Addr: s.Addr(), MaxRetries: -1, DialerRetries: 1, DialerRetryTimeout: time.Millisecond})
+	t.Cleanup(func() { c.Close() })
+	q := New(c, "")
+	s.Stop()
+	opts := queue.AppendOptions{IfPending: true, Due: time.Now()}
+
+	q.hints.add("busy")
+	for i, r := range q.AppendAll(ctx, []*queue.Entry{entry("idle", `{"a":1}`), entry("busy", `{"a":1}`)}, opts) {
+		if r.Err == nil || r.Appended || !r.Unwritten {
+			t.Errorf("entry %d of a check whose read failed = %+v, want an error, unwritten", i, r)
+		}
+	}
+	r := q.AppendAll(ctx, []*queue.Entry{entry("busy", `{"b":2}`)}, opts)[0]
+	if r.Err == nil || r.Appended || r.Unwritten {
+		t.Errorf("check of a call hinted waiting, its append unanswered = %+v, want an error, maybe written", r)
+	}
+}

@@ -106,7 +106,7 @@ func (q *Queue) AppendAll(ctx context.Context, entries []*queue.Entry, opts queu
 	if err != nil {
 		results := make([]queue.AppendResult, len(entries))
 		for i := range results {
-			results[i].Err = err
+			results[i] = queue.AppendResult{Err: err, Unwritten: true}
 		}
 		return results
 	}
