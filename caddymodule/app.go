@@ -233,6 +233,10 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.store = store
 	a.upstream = postback.NewConcurrencyLimit(cs.MaxUpstream)
 
+	// Before the queue: its Redis client's sending goroutine reads them.
+	if err := registerRedisMetrics(ctx.GetMetricsRegistry()); err != nil {
+		return fmt.Errorf("postback: metrics: %w", err)
+	}
 	if err := a.provisionQueue(repl); err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -275,4 +276,35 @@ func TestQueueGauges(t *testing.T) {
 		}
 		return true
 	})
+}
+
+// operations#metrics: with Redis, every pipeline the edge sends is timed and sized, so an operator
+// sees Redis's latency as the edge does and how many postbacks share a round trip.
+func TestRedisPipelineMetrics(t *testing.T) {
+	store := newScriptedStore(t)
+	store.set("pipe-1", "live")
+	tester := startEdge(t, edgeConfig(store.URL, "redis "+redistest.Start(t).URL(), ""))
+	count := func(name string) float64 {
+		t.Helper()
+		for _, l := range strings.Split(metricsText(t), "\n") {
+			if v, ok := strings.CutPrefix(l, name+" "); ok {
+				f, err := strconv.ParseFloat(v, 64)
+				if err != nil {
+					t.Fatalf("%s: %v", l, err)
+				}
+				return f
+			}
+		}
+		return 0
+	}
+	const pipelines, scripts = "caddy_postback_redis_pipeline_duration_seconds_count", "caddy_postback_redis_pipeline_scripts_sum"
+	pipelinesBefore, scriptsBefore := count(pipelines), count(scripts)
+	url := edgeURL("/postback/update-fields?moja_auth_key=" + fieldsKey)
+	// The ordering check, then the append of the live call: two scripts at least.
+	if status, answer := send(t, tester, "POST", url, jsonType, `{"call_log_id":"pipe-1","converted":true}`); status != 202 {
+		t.Fatalf("%d %s", status, answer)
+	}
+	if p, s := count(pipelines)-pipelinesBefore, count(scripts)-scriptsBefore; p < 1 || s < 2 {
+		t.Fatalf("after a queued postback: %v more pipelines carrying %v more scripts, want at least 1 carrying 2", p, s)
+	}
 }

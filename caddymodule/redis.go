@@ -157,7 +157,7 @@ func (a *App) provisionRedis(repl *caddy.Replacer) error {
 	}
 	v, loaded, err := redisPool.LoadOrNew(key, func() (caddy.Destructor, error) {
 		client := redis.NewUniversalClient(opts)
-		return pooledRedis{client: client, batch: redisbatch.New(client)}, nil
+		return pooledRedis{client: client, batch: redisbatch.New(client, redisbatch.WithObserver(observePipeline))}, nil
 	})
 	if err != nil {
 		return err

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"runtime"
 	"sync"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -43,8 +44,20 @@ type Batcher struct {
 	done   sync.WaitGroup
 	// mu makes Close wait for the jobs being queued, so that none is
 	// queued after the goroutine has gone.
-	mu     sync.RWMutex
-	closed bool
+	mu      sync.RWMutex
+	closed  bool
+	observe func(scripts int, took time.Duration)
+}
+
+// Option configures a Batcher.
+type Option func(*Batcher)
+
+// WithObserver has observe told of every pipeline sent: how many scripts
+// it carried and how long Redis took to answer them all (a second
+// pipeline for scripts Redis did not know included). It runs on the
+// sending goroutine, so it must be quick.
+func WithObserver(observe func(scripts int, took time.Duration)) Option {
+	return func(b *Batcher) { b.observe = observe }
 }
 
 // job is the scripts of one caller, answered together.
@@ -55,8 +68,11 @@ type job struct {
 }
 
 // New starts the goroutine that sends the pipelines; Close stops it.
-func New(client redis.UniversalClient) *Batcher {
+func New(client redis.UniversalClient, opts ...Option) *Batcher {
 	b := &Batcher{client: client, jobs: make(chan *job, maxPipeline), stop: make(chan struct{})}
+	for _, o := range opts {
+		o(b)
+	}
 	b.done.Add(1)
 	go b.run()
 	return b
@@ -169,6 +185,7 @@ func (b *Batcher) send(batch []*job) {
 		}
 	}
 	// Each reply is read from its command.
+	sent := time.Now()
 	_, _ = pipe.Exec(ctx)
 	type retry struct {
 		script *Script
@@ -196,6 +213,9 @@ func (b *Batcher) send(batch []*job) {
 		for _, r := range again {
 			r.script.Val, r.script.Err = r.cmd.Result()
 		}
+	}
+	if b.observe != nil {
+		b.observe(len(cmds), time.Since(sent))
 	}
 	for _, j := range batch {
 		close(j.done)

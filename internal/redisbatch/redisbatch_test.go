@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -152,5 +153,47 @@ func TestCluster(t *testing.T) {
 		if s.Err != nil || fmt.Sprint(s.Val) != fmt.Sprintf("[k%d %d]", i, i) {
 			t.Fatalf("script %d: %v %v", i, s.Val, s.Err)
 		}
+	}
+}
+
+// The observer is told of every pipeline: together they carried every
+// script once (a first use, which Redis answers NOSCRIPT and which goes
+// again whole, included), each with the time Redis took to answer.
+func TestObserverSeesEveryPipeline(t *testing.T) {
+	client := redis.NewClient(&redis.Options{Addr: redistest.Start(t).Addr()})
+	t.Cleanup(func() { client.Close() })
+	var mu sync.Mutex
+	var pipelines, scripts int
+	var slowest time.Duration
+	b := redisbatch.New(client, redisbatch.WithObserver(func(n int, took time.Duration) {
+		mu.Lock()
+		defer mu.Unlock()
+		pipelines++
+		scripts += n
+		slowest = max(slowest, took)
+	}))
+	t.Cleanup(b.Close)
+	const callers, each = 20, 3
+	var wg sync.WaitGroup
+	for c := range callers {
+		wg.Go(func() {
+			s := make([]redisbatch.Script, each)
+			for i := range s {
+				s[i] = redisbatch.Script{Script: incr, Keys: []string{fmt.Sprintf("o%d:%d", c, i)}, Args: []any{1}}
+			}
+			b.RunAll(context.Background(), s)
+			for _, r := range s {
+				if r.Err != nil {
+					t.Error(r.Err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	if scripts != callers*each || pipelines < 1 || pipelines > callers || slowest <= 0 {
+		t.Fatalf("observed %d scripts in %d pipelines, slowest %v; want %d scripts in 1 to %d pipelines, each with its time",
+			scripts, pipelines, slowest, callers*each, callers)
 	}
 }
