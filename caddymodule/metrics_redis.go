@@ -9,13 +9,13 @@ import (
 
 // redisMetrics are the histograms of the pipelines the shared Redis client
 // sends (docs/operations.md#metrics): how long Redis takes to answer, as
-// the edge sees it, and how many scripts each pipeline carries. Created
+// the edge sees it, and how many commands each pipeline carries. Created
 // once per process like metrics, and before the first client, whose
 // sending goroutine reads them.
 var redisMetrics struct {
 	once     sync.Once
 	duration prometheus.Histogram
-	scripts  prometheus.Histogram
+	commands prometheus.Histogram
 }
 
 func registerRedisMetrics(registry *prometheus.Registry) error {
@@ -26,19 +26,19 @@ func registerRedisMetrics(registry *prometheus.Registry) error {
 			Help:    "Time from sending a pipeline of ordering checks, appends and idempotency keys to Redis until its last answer.",
 			Buckets: []float64{.00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
 		})
-		redisMetrics.scripts = prometheus.NewHistogram(prometheus.HistogramOpts{
-			Namespace: ns, Subsystem: sub, Name: "redis_pipeline_scripts",
-			Help:    "Scripts carried by each pipeline sent to Redis: the postbacks that shared one round trip.",
+		redisMetrics.commands = prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: ns, Subsystem: sub, Name: "redis_pipeline_commands",
+			Help:    "Commands and scripts carried by each pipeline sent to Redis: the postbacks that shared one round trip.",
 			Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128},
 		})
 	})
-	return registerCollectors(registry, redisMetrics.duration, redisMetrics.scripts)
+	return registerCollectors(registry, redisMetrics.duration, redisMetrics.commands)
 }
 
 // observePipeline records one pipeline of the shared client's batcher.
-func observePipeline(scripts int, took time.Duration) {
+func observePipeline(commands int, took time.Duration) {
 	if redisMetrics.duration != nil {
 		redisMetrics.duration.Observe(took.Seconds())
-		redisMetrics.scripts.Observe(float64(scripts))
+		redisMetrics.commands.Observe(float64(commands))
 	}
 }

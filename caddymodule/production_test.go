@@ -297,14 +297,14 @@ func TestRedisPipelineMetrics(t *testing.T) {
 		}
 		return 0
 	}
-	const pipelines, scripts = "caddy_postback_redis_pipeline_duration_seconds_count", "caddy_postback_redis_pipeline_scripts_sum"
-	pipelinesBefore, scriptsBefore := count(pipelines), count(scripts)
+	const pipelines, commands = "caddy_postback_redis_pipeline_duration_seconds_count", "caddy_postback_redis_pipeline_commands_sum"
+	pipelinesBefore, commandsBefore := count(pipelines), count(commands)
 	url := edgeURL("/postback/update-fields?moja_auth_key=" + fieldsKey)
-	// The ordering check, then the append of the live call: two scripts at least.
+	// The ordering check, then the append of the live call: two commands at least.
 	if status, answer := send(t, tester, "POST", url, jsonType, `{"call_log_id":"pipe-1","converted":true}`); status != 202 {
 		t.Fatalf("%d %s", status, answer)
 	}
-	if p, s := count(pipelines)-pipelinesBefore, count(scripts)-scriptsBefore; p < 1 || s < 2 {
-		t.Fatalf("after a queued postback: %v more pipelines carrying %v more scripts, want at least 1 carrying 2", p, s)
+	if p, s := count(pipelines)-pipelinesBefore, count(commands)-commandsBefore; p < 1 || s < 2 {
+		t.Fatalf("after a queued postback: %v more pipelines carrying %v more commands, want at least 1 carrying 2", p, s)
 	}
 }

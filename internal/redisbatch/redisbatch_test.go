@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -41,9 +42,9 @@ func TestConcurrentCallersGetTheirOwnAnswers(t *testing.T) {
 			if c == 0 {
 				n = 300 // more than one pipeline's worth
 			}
-			scripts := make([]redisbatch.Script, n)
+			scripts := make([]redisbatch.Command, n)
 			for i := range scripts {
-				scripts[i] = redisbatch.Script{Script: incr, Keys: []string{fmt.Sprintf("c%d:%d", c, i)}, Args: []any{i + 1}}
+				scripts[i] = redisbatch.Command{Script: incr, Keys: []string{fmt.Sprintf("c%d:%d", c, i)}, Args: []any{i + 1}}
 			}
 			b.RunAll(ctx, scripts)
 			for i, s := range scripts {
@@ -75,7 +76,7 @@ func TestScriptsReloadedAndErrorsKeptApart(t *testing.T) {
 		if err := client.ScriptFlush(ctx).Err(); err != nil {
 			t.Fatal(err)
 		}
-		scripts := []redisbatch.Script{
+		scripts := []redisbatch.Command{
 			{Script: incr, Keys: []string{"a"}, Args: []any{1}},
 			{Script: failing},
 			{Script: incr, Keys: []string{"b"}, Args: []any{2}},
@@ -90,6 +91,41 @@ func TestScriptsReloadedAndErrorsKeptApart(t *testing.T) {
 		if fmt.Sprint(scripts[2].Val) != fmt.Sprintf("[b %d]", 2*(round+1)) || scripts[2].Err != nil {
 			t.Fatalf("round %d: third script %v %v", round, scripts[2].Val, scripts[2].Err)
 		}
+	}
+}
+
+// Plain commands ride in the pipelines beside scripts, each with its own
+// answer: a value, a nil reply (redis.Nil) or an error; a script's reload
+// after NOSCRIPT sends none of them twice.
+func TestPlainCommandsBesideScripts(t *testing.T) {
+	client := redis.NewClient(&redis.Options{Addr: redistest.Start(t).Addr()})
+	t.Cleanup(func() { client.Close() })
+	b := newBatcher(t, client)
+	ctx := context.Background()
+	if err := client.ScriptFlush(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	commands := []redisbatch.Command{
+		{Args: []any{"incrby", "plain", 5}},
+		{Script: incr, Keys: []string{"scripted"}, Args: []any{1}},
+		{Args: []any{"get", "missing"}},
+		{Args: []any{"lpush", "plain", "x"}},
+	}
+	b.RunAll(ctx, commands)
+	if commands[0].Val != int64(5) || commands[0].Err != nil {
+		t.Errorf("INCRBY answered %v %v, want 5 once", commands[0].Val, commands[0].Err)
+	}
+	if fmt.Sprint(commands[1].Val) != "[scripted 1]" || commands[1].Err != nil {
+		t.Errorf("script answered %v %v", commands[1].Val, commands[1].Err)
+	}
+	if !errors.Is(commands[2].Err, redis.Nil) {
+		t.Errorf("GET of a missing key answered %v %v, want redis.Nil", commands[2].Val, commands[2].Err)
+	}
+	if commands[3].Err == nil || !strings.HasPrefix(commands[3].Err.Error(), "WRONGTYPE") {
+		t.Errorf("LPUSH on a string answered %v %v, want WRONGTYPE", commands[3].Val, commands[3].Err)
+	}
+	if v, err := b.Do(ctx, "get", "plain"); v != "5" || err != nil {
+		t.Errorf("Do(GET) = %v %v, want 5", v, err)
 	}
 }
 
@@ -144,9 +180,9 @@ func TestCluster(t *testing.T) {
 	client := redis.NewClusterClient(&redis.ClusterOptions{Addrs: redistest.StartCluster(t, 3)})
 	t.Cleanup(func() { client.Close() })
 	b := newBatcher(t, client)
-	scripts := make([]redisbatch.Script, 64)
+	scripts := make([]redisbatch.Command, 64)
 	for i := range scripts {
-		scripts[i] = redisbatch.Script{Script: incr, Keys: []string{fmt.Sprintf("k%d", i)}, Args: []any{i}}
+		scripts[i] = redisbatch.Command{Script: incr, Keys: []string{fmt.Sprintf("k%d", i)}, Args: []any{i}}
 	}
 	b.RunAll(context.Background(), scripts)
 	for i, s := range scripts {
@@ -177,9 +213,9 @@ func TestObserverSeesEveryPipeline(t *testing.T) {
 	var wg sync.WaitGroup
 	for c := range callers {
 		wg.Go(func() {
-			s := make([]redisbatch.Script, each)
+			s := make([]redisbatch.Command, each)
 			for i := range s {
-				s[i] = redisbatch.Script{Script: incr, Keys: []string{fmt.Sprintf("o%d:%d", c, i)}, Args: []any{1}}
+				s[i] = redisbatch.Command{Script: incr, Keys: []string{fmt.Sprintf("o%d:%d", c, i)}, Args: []any{1}}
 			}
 			b.RunAll(context.Background(), s)
 			for _, r := range s {

@@ -12,12 +12,12 @@ import (
 // runAll runs script n times, the i-th with the keys and arguments args(i)
 // gives: through the batcher when the Queue has one, else in a pipeline
 // of its own.
-func (q *Queue) runAll(ctx context.Context, script *redis.Script, n int, args func(i int) ([]string, []any)) []redisbatch.Script {
-	out := make([]redisbatch.Script, n)
+func (q *Queue) runAll(ctx context.Context, script *redis.Script, n int, args func(i int) ([]string, []any)) []redisbatch.Command {
+	out := make([]redisbatch.Command, n)
 	if q.batcher != nil {
 		for i := range out {
 			keys, argv := args(i)
-			out[i] = redisbatch.Script{Script: script, Keys: keys, Args: argv}
+			out[i] = redisbatch.Command{Script: script, Keys: keys, Args: argv}
 		}
 		q.batcher.RunAll(ctx, out)
 		return out
