@@ -12,7 +12,7 @@ import (
 	"github.com/callpostback/caddy-postback/internal/redistest"
 )
 
-// askedCounter counts the waiting questions (waitingScript) a client sends.
+// askedCounter counts the waiting questions (LLEN) a client sends.
 type askedCounter struct{ n atomic.Int64 }
 
 func (c *askedCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
@@ -30,7 +30,7 @@ func (c *askedCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis
 }
 func (c *askedCounter) count(cmds []redis.Cmder) {
 	for _, cmd := range cmds {
-		if a := cmd.Args(); len(a) > 1 && a[1] == waitingScript.Hash() {
+		if cmd.Name() == "llen" {
 			c.n.Add(1)
 		}
 	}

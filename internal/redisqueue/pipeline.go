@@ -28,6 +28,30 @@ func (q *Queue) runAll(ctx context.Context, script *redis.Script, n int, args fu
 	return out
 }
 
+// doAll sends n plain commands, the i-th being args(i), in one pipeline:
+// the batcher's when there is one.
+func (q *Queue) doAll(ctx context.Context, n int, args func(i int) []any) []redisbatch.Command {
+	out := make([]redisbatch.Command, n)
+	for i := range out {
+		out[i].Args = args(i)
+	}
+	if q.batcher != nil {
+		q.batcher.RunAll(ctx, out)
+		return out
+	}
+	pipe := q.client.Pipeline()
+	cmds := make([]*redis.Cmd, n)
+	for i := range out {
+		cmds[i] = pipe.Do(ctx, out[i].Args...)
+	}
+	// Each reply is read from its command.
+	_, _ = pipe.Exec(ctx)
+	for i, cmd := range cmds {
+		out[i].Val, out[i].Err = cmd.Result()
+	}
+	return out
+}
+
 // runPipelined runs script n times in one pipeline, the i-th with the keys
 // and arguments args(i) gives. Scripts go by their digest (EVALSHA); those
 // the server does not know yet (NOSCRIPT: a restart, a failover, a new

@@ -129,8 +129,8 @@ func (q *Queue) NothingWaiting(ctx context.Context, callLogIDs []string) ([]bool
 	if len(asked) == 0 {
 		return nothing, nil
 	}
-	waiting := q.runAll(ctx, waitingScript, len(asked), func(k int) ([]string, []any) {
-		return []string{q.listKey(callLogIDs[asked[k]])}, nil
+	waiting := q.doAll(ctx, len(asked), func(k int) []any {
+		return []any{"llen", q.listKey(callLogIDs[asked[k]])}
 	})
 	for k, r := range waiting {
 		n, err := asInt(r.Val, r.Err)

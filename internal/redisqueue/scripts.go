@@ -75,11 +75,6 @@ redis.call('RPUSH', KEYS[1], '{"id":"' .. id .. '"' .. ARGV[2])
 return id
 `, 1, 0))
 
-// waitingScript answers how many entries wait in KEYS[1], the list of a
-// call: a script rather than LLEN so that it rides in the batcher's shared
-// pipelines with the other postbacks' scripts.
-var waitingScript = redis.NewScript(`return redis.call('LLEN', KEYS[1])`)
-
 // settleScript decides an append whose answer was lost: if the update is
 // stored it says so, else it marks the update not stored ("-"), so that a
 // copy of the append still on its way to Redis stores nothing. A call with
