@@ -26,45 +26,112 @@ func TestRedis(t *testing.T) {
 	})
 }
 
-// partner-api#safe-retries: in Redis, a key's record expires with the window and its hold with
-// the hold, each on its own, and both keys of one idempotency key share a
-// hash tag (one cluster slot).
-func TestRedisKeysExpireAndShareATag(t *testing.T) {
+// partner-api#safe-retries: in Redis, an idempotency key is one key under its own hash tag (one
+// Cluster slot), expiring with the hold until its outcome is saved, then with the window counted
+// from that first save, which a retry's save keeps.
+func TestRedisKeyExpiresWithTheHoldThenTheWindow(t *testing.T) {
 	ctx := context.Background()
 	srv := redistest.Start(t)
 	client := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	t.Cleanup(func() { client.Close() })
 	s := newRedisStore(t, client, "p:")
 	k := idempotency.Key{Webhook: "acme", Key: "k{1}"}
-	if _, err := s.Claim(ctx, k, "fp", "t1", 15*time.Second); err != nil {
+	const name = "p:idem:{acme:k%7B1%7D}"
+	ttl := func(what string, low, high time.Duration) {
+		t.Helper()
+		keys, err := client.Keys(ctx, "p:*").Result()
+		if err != nil || len(keys) != 1 || keys[0] != name || hashTag(name) != "acme:k%7B1%7D" {
+			t.Fatalf("%s: keys %v %v, want only %s", what, keys, err, name)
+		}
+		if d := client.PTTL(ctx, name).Val(); d <= low || d > high {
+			t.Fatalf("%s: TTL %s, want in (%s, %s]", what, d, low, high)
+		}
+	}
+	mustClaim(t, s, k, "fp", "t1", 15*time.Second, idempotency.New)
+	ttl("held", 0, 15*time.Second)
+	mustSave(t, s, k, "t1", idempotency.Record{Fingerprint: "fp", Outcome: []byte("half")}, 24*time.Hour)
+	ttl("saved", 23*time.Hour, 24*time.Hour)
+	mustClaim(t, s, k, "fp", "t2", 15*time.Second, idempotency.Retry)
+	mustSave(t, s, k, "t2", idempotency.Record{Fingerprint: "fp", Outcome: []byte("whole"), Final: true}, 48*time.Hour)
+	ttl("saved again", 23*time.Hour, 24*time.Hour)
+}
+
+// partner-api#safe-retries: keys an earlier version stored (a hash, its hold in <key>:hold) are
+// still answered, held, saved and released in their own layout, which that version still reads.
+func TestKeyStoredByAnEarlierVersion(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	client := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	t.Cleanup(func() { client.Close() })
+	s := newRedisStore(t, client, "p:")
+	earlier := func(key, out, final string) idempotency.Key {
+		t.Helper()
+		name := "p:idem:{acme:" + key + "}"
+		if err := client.HSet(ctx, name, "fp", "fp", "out", out, "final", final).Err(); err != nil {
+			t.Fatal(err)
+		}
+		client.PExpire(ctx, name, time.Hour)
+		return idempotency.Key{Webhook: "acme", Key: key}
+	}
+
+	done := earlier("done", "out-1", "1")
+	mustClaim(t, s, done, "fp", "t1", time.Minute, idempotency.Done)
+	mustClaim(t, s, done, "other-fp", "t1", time.Minute, idempotency.Reused)
+
+	half := earlier("half", "half", "0")
+	mustClaim(t, s, half, "fp", "t2", time.Minute, idempotency.Retry)
+	if holder := client.Get(ctx, "p:idem:{acme:half}:hold").Val(); holder != "t2" {
+		t.Fatalf("the retry's hold is %q in the earlier layout, want t2", holder)
+	}
+	mustClaim(t, s, half, "fp", "t3", time.Minute, idempotency.InUse)
+	if err := s.Release(ctx, half, "t2"); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Save(ctx, k, "other", idempotency.Record{Fingerprint: "fp", Outcome: []byte("x")}, 24*time.Hour); err != nil {
-		t.Fatal(err)
+	mustClaim(t, s, half, "fp", "t4", time.Minute, idempotency.Retry)
+	mustSave(t, s, half, "t4", idempotency.Record{Fingerprint: "fp", Outcome: []byte("whole"), Final: true}, 48*time.Hour)
+	rec := client.HGetAll(ctx, "p:idem:{acme:half}").Val()
+	if rec["fp"] != "fp" || rec["out"] != "whole" || rec["final"] != "1" || client.Exists(ctx, "p:idem:{acme:half}:hold").Val() != 0 {
+		t.Fatalf("saved over an earlier record: %v, hold kept %d; want the hash updated and the hold gone", rec, client.Exists(ctx, "p:idem:{acme:half}:hold").Val())
 	}
-	keys, err := client.Keys(ctx, "p:*").Result()
-	if err != nil || len(keys) != 2 {
-		t.Fatalf("keys %v %v", keys, err)
+	if d := client.PTTL(ctx, "p:idem:{acme:half}").Val(); d <= 0 || d > time.Hour {
+		t.Fatalf("TTL %s after the save, want the earlier record's", d)
 	}
-	tag := ""
-	for _, key := range keys {
-		ttl := client.PTTL(ctx, key).Val()
-		switch key {
-		case "p:idem:{acme:k%7B1%7D}":
-			if ttl < 23*time.Hour || ttl > 24*time.Hour {
-				t.Fatalf("record TTL %s, want the window", ttl)
-			}
-		case "p:idem:{acme:k%7B1%7D}:hold":
-			if ttl <= 0 || ttl > 15*time.Second {
-				t.Fatalf("hold TTL %s, want the hold", ttl)
-			}
-		default:
-			t.Fatalf("unexpected key %q", key)
-		}
-		if tag != "" && hashTag(key) != tag {
-			t.Fatalf("hash tags %q and %q", tag, hashTag(key))
-		}
-		tag = hashTag(key)
+	mustClaim(t, s, half, "fp", "t5", time.Minute, idempotency.Done)
+}
+
+// partner-api#safe-retries: fingerprints, tokens and outcomes that look like the layout's own
+// markers and separators are stored and compared whole.
+func TestRedisValuesThatLookLikeTheLayout(t *testing.T) {
+	srv := redistest.Start(t)
+	client := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	t.Cleanup(func() { client.Close() })
+	s := newRedisStore(t, client, "p:")
+	k := idempotency.Key{Webhook: "acme", Key: "H1:2:s"}
+	fp, token := "12:h:s1:H9", "H99:3:abc"
+	mustClaim(t, s, k, fp, token, time.Minute, idempotency.New)
+	mustSave(t, s, k, token, idempotency.Record{Fingerprint: fp, Outcome: []byte("s1:2:h")}, time.Hour)
+	mustClaim(t, s, k, fp+"x", "t2", time.Minute, idempotency.Reused)
+	mustClaim(t, s, k, "12:h:s1:H", "t2", time.Minute, idempotency.Reused)
+	c := mustClaim(t, s, k, fp, "h"+token, time.Minute, idempotency.Retry)
+	if string(c.Outcome) != "s1:2:h" {
+		t.Fatalf("outcome %q, want s1:2:h", c.Outcome)
+	}
+	mustClaim(t, s, k, fp, token, time.Minute, idempotency.InUse)
+}
+
+func mustClaim(t *testing.T, s idempotency.Store, k idempotency.Key, fp, token string, hold time.Duration, want idempotency.State) idempotency.Claim {
+	t.Helper()
+	c, err := s.Claim(context.Background(), k, fp, token, hold)
+	if err != nil || c.State != want {
+		t.Fatalf("Claim(%q, %q, %q) = %s %v, want %s", k.Key, fp, token, c.State, err, want)
+	}
+	return c
+}
+
+func mustSave(t *testing.T, s idempotency.Store, k idempotency.Key, token string, rec idempotency.Record, window time.Duration) {
+	t.Helper()
+	if err := s.Save(context.Background(), k, token, rec, window); err != nil {
+		t.Fatalf("Save(%q, %q): %v", k.Key, token, err)
 	}
 }
 
