@@ -133,6 +133,25 @@ func Run(t *testing.T, newStore func(t *testing.T) idempotency.Store) {
 		eventually(t, "the hold of a request that never saved", s, k)
 	})
 
+	t.Run("partner-api#safe-retries a retry's hold expires on its own and keeps the record", func(t *testing.T) {
+		s := newStore(t)
+		claim(t, s, k, "fp", "t1", hold)
+		save(t, s, k, "t1", idempotency.Record{Fingerprint: "fp", Outcome: []byte("half")}, window)
+		want(t, claim(t, s, k, "fp", "crashed", 100*time.Millisecond), idempotency.Retry, "half")
+		deadline := time.Now().Add(10 * time.Second)
+		for i := 0; ; i++ {
+			c := claim(t, s, k, "fp", fmt.Sprintf("probe-%d", i), time.Minute)
+			if c.State == idempotency.Retry {
+				want(t, c, idempotency.Retry, "half")
+				return
+			}
+			if c.State != idempotency.InUse || time.Now().After(deadline) {
+				t.Fatalf("the hold of a retry that never saved: %s after %d probes", c.State, i+1)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
+
 	t.Run("partner-api#safe-retries a record expires with its window, counted from its first save", func(t *testing.T) {
 		s := newStore(t)
 		claim(t, s, k, "fp", "t1", hold)
