@@ -31,10 +31,7 @@ func TestRedis(t *testing.T) {
 // from that first save, which a retry's save keeps.
 func TestRedisKeyExpiresWithTheHoldThenTheWindow(t *testing.T) {
 	ctx := context.Background()
-	srv := redistest.Start(t)
-	client := redis.NewClient(&redis.Options{Addr: srv.Addr()})
-	t.Cleanup(func() { client.Close() })
-	s := newRedisStore(t, client, "p:")
+	client, s := startRedisStore(t)
 	k := idempotency.Key{Webhook: "acme", Key: "k{1}"}
 	const name = "p:idem:{acme:k%7B1%7D}"
 	ttl := func(what string, low, high time.Duration) {
@@ -60,10 +57,7 @@ func TestRedisKeyExpiresWithTheHoldThenTheWindow(t *testing.T) {
 // still answered, held, saved and released in their own layout, which that version still reads.
 func TestKeyStoredByAnEarlierVersion(t *testing.T) {
 	ctx := context.Background()
-	srv := redistest.Start(t)
-	client := redis.NewClient(&redis.Options{Addr: srv.Addr()})
-	t.Cleanup(func() { client.Close() })
-	s := newRedisStore(t, client, "p:")
+	client, s := startRedisStore(t)
 	earlier := func(key, out, final string) idempotency.Key {
 		t.Helper()
 		name := "p:idem:{acme:" + key + "}"
@@ -102,10 +96,7 @@ func TestKeyStoredByAnEarlierVersion(t *testing.T) {
 // partner-api#safe-retries: fingerprints, tokens and outcomes that look like the layout's own
 // markers and separators are stored and compared whole.
 func TestRedisValuesThatLookLikeTheLayout(t *testing.T) {
-	srv := redistest.Start(t)
-	client := redis.NewClient(&redis.Options{Addr: srv.Addr()})
-	t.Cleanup(func() { client.Close() })
-	s := newRedisStore(t, client, "p:")
+	_, s := startRedisStore(t)
 	k := idempotency.Key{Webhook: "acme", Key: "H1:2:s"}
 	fp, token := "12:h:s1:H9", "H99:3:abc"
 	mustClaim(t, s, k, fp, token, time.Minute, idempotency.New)
@@ -186,6 +177,15 @@ func TestRedisCluster(t *testing.T) {
 		n++
 		return newRedisStore(t, client, fmt.Sprintf("c%d:", n))
 	})
+}
+
+// startRedisStore is a store with prefix "p:" on a redis-server of its
+// own, and a client to look at what it stored.
+func startRedisStore(t *testing.T) (*redis.Client, *idempotency.Redis) {
+	t.Helper()
+	client := redis.NewClient(&redis.Options{Addr: redistest.Start(t).Addr()})
+	t.Cleanup(func() { client.Close() })
+	return client, newRedisStore(t, client, "p:")
 }
 
 // newRedisStore is a store over client with a batcher of its own, closed
