@@ -16,10 +16,12 @@
 #   respond  POST the same body to a static `respond`
 #   querykey the single-id postback with its query key, again ...
 #   signed   ... and right beside it the same postback signed (Standard Webhooks,
-#            no key; the load generator computes each request's signature)
-#   plain    with Redis only: the single-id postback once more ...
-#   idemkey  ... and right beside it with a new Idempotency-Key on every
-#            request (a key Redis has not seen: looked up, held and stored)
+#            no query key; the load generator computes each request's
+#            signature); its webhook-id is its idempotency key ...
+#   idemkey  ... and right beside that the query-key postback with a new
+#            Idempotency-Key on every request (a key the store has not seen:
+#            looked up, held and stored), the same idempotency work ...
+#   plain    ... and right beside it the single-id postback once more
 #
 # Every measurement runs twice: with the memory queue, then with Redis (a
 # local redis-server on a free port, on the load side's CPUs): QUEUES picks
@@ -30,11 +32,11 @@
 # update. At the end, the medians of both queues side by side.
 #
 # Odd rounds run proxy, single, batch, reject, respond, querykey, signed,
-# plain, idemkey; even rounds the reverse order within each group (batch,
-# single, proxy, respond, reject, signed, querykey, idemkey, plain), so
-# "single" is always measured right next to both its partners, each pair back
-# to back, and drift (heat, the neighbours' load, GC state) cancels over the
-# rounds instead of favouring one side. The report gives, per ratio, min /
+# idemkey, plain; even rounds the reverse order within each group (batch,
+# single, proxy, respond, reject, plain, idemkey, signed, querykey), so
+# "single" and "signed" are always measured right next to both their
+# partners, each pair back to back, and drift (heat, the neighbours' load, GC
+# state) cancels over the rounds instead of favouring one side. The report gives, per ratio, min /
 # median / max over the rounds, the raw figures and the machine. A
 # measurement, not a test: it exits 0 whatever the ratios (non-zero only when
 # it could not run).
@@ -69,7 +71,7 @@ suite() { # suite memory|redis: start, measure, report, stop
 	bench_start
 	bench_bodies
 	bench_smoke
-	[ "$QUEUE" = redis ] && smoke_idempotency
+	smoke_idempotency
 
 	RESULTS=$BENCH_TMP/results-$QUEUE.txt
 	RAW=$BENCH_TMP/raw-$QUEUE.jsonl
@@ -114,17 +116,14 @@ suite() { # suite memory|redis: start, measure, report, stop
 	LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 	RSS_IDLE=$(rss_kib "$CADDY_PID")
 	STARTED=$SECONDS
-	local targets=7
-	[ "$QUEUE" = redis ] && targets=9
+	local targets=9
 	log "measuring, $QUEUE queue: $ROUNDS rounds x $targets measurements x (${WARMUP} warm-up + ${DURATION}), about" \
 		"$(awk -v r="$ROUNDS" -v d="$(seconds "$DURATION")" -v w="$(seconds "$WARMUP")" -v t="$targets" 'BEGIN {printf "%.0f", r * t * (d + w + 0.5)}')s ..."
 	for ((r = 1; r <= ROUNDS; r++)); do
 		if ((r % 2 == 1)); then
-			order=(proxy single batch reject respond querykey signed)
-			[ "$QUEUE" = redis ] && order+=(plain idemkey)
+			order=(proxy single batch reject respond querykey signed idemkey plain)
 		else
-			order=(batch single proxy respond reject signed querykey)
-			[ "$QUEUE" = redis ] && order+=(idemkey plain)
+			order=(batch single proxy respond reject plain idemkey signed querykey)
 		fi
 		for t in "${order[@]}"; do run_target "$r" "$t"; done
 	done
@@ -179,7 +178,8 @@ suite() { # suite memory|redis: start, measure, report, stop
 		summary("batch", "batch(50) / single, calls/s", ">=", 2.2, 0, clean_only)
 		summary("reject", "reject(400) / respond, req/s", ">=", 0.9, 0, clean_only)
 		summary("signed", "signed / query key, req/s", ">=", 0.95, 0, clean_only)
-		if (idem) summary("idem", "new Idempotency-Key / none, req/s", ">=", 0.8, 0, clean_only)
+		summary("signedkey", "signed / query key + new key, req/s", ">=", 0.95, 0, clean_only)
+		summary("idem", "new Idempotency-Key / none, req/s", ">=", 0.8, 0, clean_only)
 	}
 	function setratio(k, r, num, den) { if (den > 0 && num > 0) ratio[k, r] = num / den }
 	function showratio(k, r) { return ((k, r) in ratio) ? sprintf("%.3f", ratio[k, r]) : "n/a" }
@@ -190,7 +190,6 @@ suite() { # suite memory|redis: start, measure, report, stop
 		if ($10 > maxother_r[r]) maxother_r[r] = $10
 		if ($10 > other_max) { disturbed[r] = 1; busy++ }
 		if (r > rounds) rounds = r
-		if (t == "idemkey") idem = 1
 		order[++nrows] = r SUBSEP t
 		totalerr += $6
 		if (t == "single" && $7 > rsspeak) { rsspeak = $7; rsspeakround = r }
@@ -216,18 +215,19 @@ suite() { # suite memory|redis: start, measure, report, stop
 		print "  connections)."
 		print ""
 		printf "ratios per round (a round is disturbed when other processes took over %.2f core in one of its windows):\n", other_max
-		printf "  %-5s %12s %12s %12s %12s %12s %12s  %s\n", "round", "single/proxy", "single/proxy", "batch/single", "reject/", "signed/", "idemkey/", "max other"
-		printf "  %-5s %12s %12s %12s %12s %12s %12s\n", "", "req/s", "CPU/req", "calls/s", "respond", "querykey", "plain"
+		printf "  %-5s %12s %12s %12s %12s %12s %12s %12s  %s\n", "round", "single/proxy", "single/proxy", "batch/single", "reject/", "signed/", "signed/", "idemkey/", "max other"
+		printf "  %-5s %12s %12s %12s %12s %12s %12s %12s\n", "", "req/s", "CPU/req", "calls/s", "respond", "querykey", "idemkey", "plain"
 		for (r = 1; r <= rounds; r++) {
 			setratio("rps", r, rps[r, "single"], rps[r, "proxy"])
 			setratio("cpu", r, cpu[r, "single"], cpu[r, "proxy"])
 			setratio("batch", r, rps[r, "batch"] * batch, rps[r, "single"])
 			setratio("reject", r, rps[r, "reject"], rps[r, "respond"])
 			setratio("signed", r, rps[r, "signed"], rps[r, "querykey"])
+			setratio("signedkey", r, rps[r, "signed"], rps[r, "idemkey"])
 			setratio("idem", r, rps[r, "idemkey"], rps[r, "plain"])
 			if (!disturbed[r]) clean++
-			printf "  %-5d %12s %12s %12s %12s %12s %12s  %.2f%s\n", r, showratio("rps", r), showratio("cpu", r), showratio("batch", r),
-				showratio("reject", r), showratio("signed", r), showratio("idem", r), maxother_r[r], disturbed[r] ? " disturbed" : ""
+			printf "  %-5d %12s %12s %12s %12s %12s %12s %12s  %.2f%s\n", r, showratio("rps", r), showratio("cpu", r), showratio("batch", r),
+				showratio("reject", r), showratio("signed", r), showratio("signedkey", r), showratio("idem", r), maxother_r[r], disturbed[r] ? " disturbed" : ""
 		}
 		print ""
 		printf "summary over all %d rounds                    %7s %7s %7s    %-18s %s\n", rounds, "min", "median", "max", "target", "median vs target"
@@ -308,7 +308,7 @@ FNR == 1 { qi++ }
 }
 END {
 	nq = split(queues, q, " ")
-	nk = split("rps cpu batch reject signed idem drain_queue drain_drain drain_bytes", keys, " ")
+	nk = split("rps cpu batch reject signed signedkey idem drain_queue drain_drain drain_bytes", keys, " ")
 	printf "  %-55s %-7s %-22s %-20s %s\n", "ratio", "queue", "median (min-max)", "target", "verdict"
 	for (j = 1; j <= nk; j++) {
 		k = keys[j]; first = 1
