@@ -78,15 +78,12 @@ func (x *Retries) Apply(ctx context.Context, e *Edge, w *Webhook, requestID stri
 	k := idempotency.Key{Webhook: w.Name, Key: key}
 	fp := req.Fingerprint(ep)
 	token := newHoldToken()
-	// The ordering check writes nothing, so it is asked beside the hold,
-	// in the same shared pipeline, and used only if the hold is granted.
-	var asked chan nothingWaiting
+	// The ordering check writes nothing, so it is asked first, to go out
+	// beside the hold in one shared pipeline, and used only if the hold
+	// is granted.
+	var nothingWaiting func() ([]bool, error)
 	if nw, ok := e.Queue.(queue.NothingWaiter); ok && req.PhoneNumber == "" {
-		asked = make(chan nothingWaiting, 1)
-		go func() {
-			nothing, err := nw.NothingWaiting(ctx, req.CallLogIDs)
-			asked <- nothingWaiting{nothing, err}
-		}()
+		nothingWaiting = nw.AskNothingWaiting(ctx, req.CallLogIDs)
 	}
 	claim, err := x.Store.Claim(ctx, k, fp, token, x.Hold)
 	if err != nil {
@@ -112,9 +109,9 @@ func (x *Retries) Apply(ctx context.Context, e *Edge, w *Webhook, requestID stri
 		return Retried{Result: &Result{Calls: prior, Ignored: req.Ignored}, Seen: true, Replayed: true}, nil, nil
 	case idempotency.New:
 		var nothing []bool
-		if asked != nil {
-			if a := <-asked; a.err == nil {
-				nothing = a.nothing
+		if nothingWaiting != nil {
+			if n, err := nothingWaiting(); err == nil {
+				nothing = n
 			}
 		}
 		out.Result = e.ApplyKnowing(ctx, w, requestID, req, nothing)
@@ -128,12 +125,6 @@ func (x *Retries) Apply(ctx context.Context, e *Edge, w *Webhook, requestID stri
 	rec := idempotency.Record{Fingerprint: fp, Outcome: encodeOutcomes(nil, out.Calls), Final: allFinal(out.Calls)}
 	out.StoreErr = x.Store.Save(context.WithoutCancel(ctx), k, token, rec, x.Window)
 	return out, nil, nil
-}
-
-// nothingWaiting is the answer of queue.NothingWaiter, asked beside a hold.
-type nothingWaiting struct {
-	nothing []bool
-	err     error
 }
 
 func unavailable() *Error {

@@ -132,10 +132,11 @@ var ErrNotLeaseholder = errors.New("queue: lease not held or entry not at head")
 // have no entries waiting, so that a caller may ask beside other work
 // (an idempotency key's hold) before it decides to append.
 type NothingWaiter interface {
-	// NothingWaiting reports, for each call, that none of its entries
-	// waited when asked; false means the call has some, or may have: its
-	// update must go through AppendAll with IfPending.
-	NothingWaiting(ctx context.Context, callLogIDs []string) ([]bool, error)
+	// AskNothingWaiting sends the question and returns; answer waits for
+	// it and reports, for each call, that none of its entries waited when
+	// asked. False means the call has some, or may have: its update must
+	// go through AppendAll with IfPending.
+	AskNothingWaiting(ctx context.Context, callLogIDs []string) (answer func() ([]bool, error))
 }
 
 // Queue is the store of docs/operations.md#the-queue. Every method is safe for concurrent use,

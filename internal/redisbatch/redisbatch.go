@@ -43,7 +43,7 @@ type Command struct {
 // Batcher is safe for concurrent use. The client stays the caller's.
 type Batcher struct {
 	client redis.UniversalClient
-	jobs   chan *job
+	jobs   chan *Pending
 	stop   chan struct{}
 	done   sync.WaitGroup
 	// mu makes Close wait for the jobs being queued, so that none is
@@ -64,16 +64,20 @@ func WithObserver(observe func(commands int, took time.Duration)) Option {
 	return func(b *Batcher) { b.observe = observe }
 }
 
-// job is the commands of one caller, answered together.
-type job struct {
+// Pending is the commands of one caller, sent by Start and answered
+// together; Wait waits for the answers.
+type Pending struct {
 	ctx      context.Context
 	commands []Command
 	done     chan struct{}
 }
 
+// answered is the done of a Pending answered without being queued.
+var answered = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
 // New starts the goroutine that sends the pipelines; Close stops it.
 func New(client redis.UniversalClient, opts ...Option) *Batcher {
-	b := &Batcher{client: client, jobs: make(chan *job, maxPipeline), stop: make(chan struct{})}
+	b := &Batcher{client: client, jobs: make(chan *Pending, maxPipeline), stop: make(chan struct{})}
 	for _, o := range opts {
 		o(b)
 	}
@@ -104,20 +108,31 @@ func (b *Batcher) Do(ctx context.Context, args ...any) (any, error) {
 // answer even when ctx ends, since a command sent would otherwise run
 // unseen, and every pipeline is bounded by the client's own timeouts.
 func (b *Batcher) RunAll(ctx context.Context, commands []Command) {
+	b.Start(ctx, commands).Wait()
+}
+
+// Start queues the commands as RunAll does (waiting only while the queue
+// is full) and returns without their answers, so that a caller can put
+// other commands in the same pipeline, or do other work, before it Waits.
+// The commands are not to be touched until Wait returns.
+func (b *Batcher) Start(ctx context.Context, commands []Command) *Pending {
 	if len(commands) == 0 {
-		return
+		return &Pending{done: answered}
 	}
-	j := &job{ctx: ctx, commands: commands, done: make(chan struct{})}
+	j := &Pending{ctx: ctx, commands: commands, done: make(chan struct{})}
 	if err := b.enqueue(ctx, j); err != nil {
 		for i := range commands {
 			commands[i].Val, commands[i].Err = nil, err
 		}
-		return
+		j.done = answered
 	}
-	<-j.done
+	return j
 }
 
-func (b *Batcher) enqueue(ctx context.Context, j *job) error {
+// Wait waits until every command of p has its answer.
+func (p *Pending) Wait() { <-p.done }
+
+func (b *Batcher) enqueue(ctx context.Context, j *Pending) error {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
 	if b.closed {
@@ -133,7 +148,7 @@ func (b *Batcher) enqueue(ctx context.Context, j *job) error {
 
 func (b *Batcher) run() {
 	defer b.done.Done()
-	batch := make([]*job, 0, maxPipeline)
+	batch := make([]*Pending, 0, maxPipeline)
 	for {
 		select {
 		case j := <-b.jobs:
@@ -143,7 +158,7 @@ func (b *Batcher) run() {
 			for {
 				select {
 				case j := <-b.jobs:
-					b.send([]*job{j})
+					b.send([]*Pending{j})
 				default:
 					return
 				}
@@ -172,7 +187,7 @@ func (b *Batcher) run() {
 // scripts Redis does not know yet (NOSCRIPT: first use, a restart, a
 // failover, a new Cluster node) did not run, and go again whole in a
 // second pipeline.
-func (b *Batcher) send(batch []*job) {
+func (b *Batcher) send(batch []*Pending) {
 	live := batch[:0]
 	for _, j := range batch {
 		if err := j.ctx.Err(); err != nil {

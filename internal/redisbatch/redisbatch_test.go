@@ -233,3 +233,44 @@ func TestObserverSeesEveryPipeline(t *testing.T) {
 			scripts, pipelines, slowest, callers*each, callers)
 	}
 }
+
+// Commands Started one after another, before any is waited for, go out in
+// one pipeline: here the sender is held in the observer of the pipeline
+// before until both are queued. A Start after Close is answered at once.
+func TestStartedCommandsShareThePipeline(t *testing.T) {
+	client := redis.NewClient(&redis.Options{Addr: redistest.Start(t).Addr()})
+	t.Cleanup(func() { client.Close() })
+	held, release := make(chan struct{}), make(chan struct{})
+	sizes := make(chan int, 8)
+	var once sync.Once
+	b := redisbatch.New(client, redisbatch.WithObserver(func(n int, _ time.Duration) {
+		sizes <- n
+		once.Do(func() {
+			close(held)
+			<-release
+		})
+	}))
+	ctx := context.Background()
+	first := b.Start(ctx, []redisbatch.Command{{Args: []any{"set", "k", "1"}}})
+	<-held
+	incrBy := []redisbatch.Command{{Args: []any{"incrby", "k", 2}}}
+	read := []redisbatch.Command{{Args: []any{"incrby", "k", 10}}, {Args: []any{"get", "k"}}}
+	a, c := b.Start(ctx, incrBy), b.Start(ctx, read)
+	close(release)
+	first.Wait()
+	c.Wait()
+	a.Wait()
+	got := fmt.Sprintf("%v %v, %v %v, %q %v", incrBy[0].Val, incrBy[0].Err, read[0].Val, read[0].Err, read[1].Val, read[1].Err)
+	if got != `3 <nil>, 13 <nil>, "13" <nil>` {
+		t.Fatalf("answers: %s", got)
+	}
+	b.Close()
+	if got := [2]int{<-sizes, <-sizes}; got != [2]int{1, 3} {
+		t.Fatalf("pipelines of %v commands, want [1 3]", got)
+	}
+	after := []redisbatch.Command{{Args: []any{"set", "k", "0"}}}
+	b.Start(ctx, after).Wait()
+	if !errors.Is(after[0].Err, redisbatch.ErrClosed) {
+		t.Fatalf("after close: %v, want ErrClosed", after[0].Err)
+	}
+}

@@ -31,25 +31,34 @@ func (q *Queue) runAll(ctx context.Context, script *redis.Script, n int, args fu
 // doAll sends n plain commands, the i-th being args(i), in one pipeline:
 // the batcher's when there is one.
 func (q *Queue) doAll(ctx context.Context, n int, args func(i int) []any) []redisbatch.Command {
-	out := make([]redisbatch.Command, n)
+	out, wait := q.startAll(ctx, n, args)
+	wait()
+	return out
+}
+
+// startAll is doAll whose commands are in the batcher's queue when it
+// returns, answered once wait returns; without a batcher they are sent by
+// wait.
+func (q *Queue) startAll(ctx context.Context, n int, args func(i int) []any) (out []redisbatch.Command, wait func()) {
+	out = make([]redisbatch.Command, n)
 	for i := range out {
 		out[i].Args = args(i)
 	}
 	if q.batcher != nil {
-		q.batcher.RunAll(ctx, out)
-		return out
+		return out, q.batcher.Start(ctx, out).Wait
 	}
-	pipe := q.client.Pipeline()
-	cmds := make([]*redis.Cmd, n)
-	for i := range out {
-		cmds[i] = pipe.Do(ctx, out[i].Args...)
+	return out, func() {
+		pipe := q.client.Pipeline()
+		cmds := make([]*redis.Cmd, n)
+		for i := range out {
+			cmds[i] = pipe.Do(ctx, out[i].Args...)
+		}
+		// Each reply is read from its command.
+		_, _ = pipe.Exec(ctx)
+		for i, cmd := range cmds {
+			out[i].Val, out[i].Err = cmd.Result()
+		}
 	}
-	// Each reply is read from its command.
-	_, _ = pipe.Exec(ctx)
-	for i, cmd := range cmds {
-		out[i].Val, out[i].Err = cmd.Result()
-	}
-	return out
 }
 
 // runPipelined runs script n times in one pipeline, the i-th with the keys

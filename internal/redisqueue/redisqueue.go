@@ -119,6 +119,12 @@ func (q *Queue) AppendAll(ctx context.Context, entries []*queue.Entry, opts queu
 // one, how many entries wait for each call; calls lately found waiting
 // (waitingHints) are not asked and answered false.
 func (q *Queue) NothingWaiting(ctx context.Context, callLogIDs []string) ([]bool, error) {
+	return q.AskNothingWaiting(ctx, callLogIDs)()
+}
+
+// AskNothingWaiting implements queue.NothingWaiter: the question is in
+// the batcher's queue when it returns.
+func (q *Queue) AskNothingWaiting(ctx context.Context, callLogIDs []string) func() ([]bool, error) {
 	nothing := make([]bool, len(callLogIDs))
 	var asked []int
 	for i, id := range callLogIDs {
@@ -127,22 +133,25 @@ func (q *Queue) NothingWaiting(ctx context.Context, callLogIDs []string) ([]bool
 		}
 	}
 	if len(asked) == 0 {
-		return nothing, nil
+		return func() ([]bool, error) { return nothing, nil }
 	}
-	waiting := q.doAll(ctx, len(asked), func(k int) []any {
+	waiting, wait := q.startAll(ctx, len(asked), func(k int) []any {
 		return []any{"llen", q.listKey(callLogIDs[asked[k]])}
 	})
-	for k, r := range waiting {
-		n, err := asInt(r.Val, r.Err)
-		if err != nil {
-			return nil, fmt.Errorf("redisqueue: ordering check of call %q: %w", callLogIDs[asked[k]], err)
+	return func() ([]bool, error) {
+		wait()
+		for k, r := range waiting {
+			n, err := asInt(r.Val, r.Err)
+			if err != nil {
+				return nil, fmt.Errorf("redisqueue: ordering check of call %q: %w", callLogIDs[asked[k]], err)
+			}
+			nothing[asked[k]] = n == 0
+			if n > 0 {
+				q.hints.add(callLogIDs[asked[k]]) // its append goes straight to the script
+			}
 		}
-		nothing[asked[k]] = n == 0
-		if n > 0 {
-			q.hints.add(callLogIDs[asked[k]]) // its append goes straight to the script
-		}
+		return nothing, nil
 	}
-	return nothing, nil
 }
 
 func (q *Queue) appendAll(ctx context.Context, entries []*queue.Entry, opts queue.AppendOptions) []queue.AppendResult {
