@@ -4,12 +4,19 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/callpostback/caddy-postback/internal/idempotency"
 	"github.com/callpostback/caddy-postback/internal/queue"
+	"github.com/callpostback/caddy-postback/internal/redisbatch"
+	"github.com/callpostback/caddy-postback/internal/redisqueue"
+	"github.com/callpostback/caddy-postback/internal/redistest"
 )
 
 // inProcessStore answers call-store requests with its handler in the
@@ -83,4 +90,44 @@ func BenchmarkApplySingleNewKey(b *testing.B) {
 			b.Fatal(perr, err, out.Calls[0])
 		}
 	}
+}
+
+// BenchmarkRedisApplySingle and BenchmarkRedisApplySingleNewKey are the
+// two above in the production configuration: the queue's ordering check
+// and the key on a real redis-server, through one shared batcher, with 16
+// postbacks in flight (the call store still answers in process). Their
+// difference is what a new key costs the edge with Redis.
+func BenchmarkRedisApplySingle(b *testing.B) { benchRedisApply(b, false) }
+
+func BenchmarkRedisApplySingleNewKey(b *testing.B) { benchRedisApply(b, true) }
+
+func benchRedisApply(b *testing.B, keyed bool) {
+	e, w, req := benchEdge(b)
+	client := redis.NewClient(&redis.Options{Addr: redistest.Start(b).Addr()})
+	b.Cleanup(func() { client.Close() })
+	batch := redisbatch.New(client)
+	b.Cleanup(batch.Close)
+	e.Queue = redisqueue.New(client, "bench:", redisqueue.WithBatcher(batch))
+	x := &Retries{Store: idempotency.NewRedis(batch, "bench:"), Window: DefaultIdempotencyWindow, Hold: 10 * time.Second}
+	ctx := context.Background()
+	var keys atomic.Int64
+	b.ReportAllocs()
+	b.SetParallelism(max(1, 16/runtime.GOMAXPROCS(0)))
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if !keyed {
+				if res := e.Apply(ctx, w, "req-1", req); res.Calls[0].Class != Applied {
+					b.Error(res.Calls[0])
+					return
+				}
+				continue
+			}
+			key := "msg_2Lx8Q3fbVwZ9kd0" + strconv.FormatInt(keys.Add(1), 10)
+			out, perr, err := x.Apply(ctx, e, w, "req-1", EndpointUpdateFields, key, req)
+			if perr != nil || err != nil || out.Calls[0].Class != Applied || out.Seen {
+				b.Error(perr, err, out.Calls[0])
+				return
+			}
+		}
+	})
 }
