@@ -235,8 +235,9 @@ func TestObserverSeesEveryPipeline(t *testing.T) {
 }
 
 // Commands Started one after another, before any is waited for, go out in
-// one pipeline: here the sender is held in the observer of the pipeline
-// before until both are queued. A Start after Close is answered at once.
+// one pipeline: here the sender is held, inside the observer of the
+// pipeline before, until both are queued. A Start after Close is answered
+// at once.
 func TestStartedCommandsShareThePipeline(t *testing.T) {
 	client := redis.NewClient(&redis.Options{Addr: redistest.Start(t).Addr()})
 	t.Cleanup(func() { client.Close() })
