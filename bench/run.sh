@@ -36,10 +36,10 @@
 # single, proxy, respond, reject, plain, idemkey, signed, querykey), so
 # "single" and "signed" are always measured right next to both their
 # partners, each pair back to back, and drift (heat, the neighbours' load, GC
-# state) cancels over the rounds instead of favouring one side. The report gives, per ratio, min /
-# median / max over the rounds, the raw figures and the machine. A
-# measurement, not a test: it exits 0 whatever the ratios (non-zero only when
-# it could not run).
+# state) cancels over the rounds instead of favouring one side. The report
+# gives, per ratio, min / median / max over the rounds, the raw figures and
+# the machine. A measurement, not a test: it exits 0 whatever the ratios
+# (non-zero only when it could not run).
 #
 # Environment: ROUNDS (7), DURATION (5s), CONNS (32), WARMUP (1s), PIN (auto|0),
 # QUEUES ("memory redis"), DRAIN (1; 0 leaves the drain benchmark out),
