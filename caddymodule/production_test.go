@@ -5,7 +5,6 @@ import (
 	"net"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -284,19 +283,7 @@ func TestRedisPipelineMetrics(t *testing.T) {
 	store := newScriptedStore(t)
 	store.set("pipe-1", "live")
 	tester := startEdge(t, edgeConfig(store.URL, "redis "+redistest.Start(t).URL(), ""))
-	count := func(name string) float64 {
-		t.Helper()
-		for _, l := range strings.Split(metricsText(t), "\n") {
-			if v, ok := strings.CutPrefix(l, name+" "); ok {
-				f, err := strconv.ParseFloat(v, 64)
-				if err != nil {
-					t.Fatalf("%s: %v", l, err)
-				}
-				return f
-			}
-		}
-		return 0
-	}
+	count := func(series string) float64 { return seriesValue(metricsText(t), series) }
 	const pipelines, commands = "caddy_postback_redis_pipeline_duration_seconds_count", "caddy_postback_redis_pipeline_commands_sum"
 	pipelinesBefore, commandsBefore := count(pipelines), count(commands)
 	url := edgeURL("/postback/update-fields?moja_auth_key=" + fieldsKey)
