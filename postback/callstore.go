@@ -372,11 +372,13 @@ func (c *CallStore) attempt(ctx context.Context, deadline time.Time, method, u s
 	h["Accept"] = acceptJSON
 	h["User-Agent"] = userAgent
 	// Set, not Add: a configured header never replaces these (partner-api#accounts).
-	setOrDel(h, "X-Account-Id", t.Account)
-	setOrDel(h, "X-Request-Id", t.RequestID)
-	setOrDel(h, "X-Postback-Webhook", t.Webhook)
-	setOrDel(h, "Traceparent", t.TraceParent)
-	setOrDel(h, "Tracestate", t.TraceState)
+	// One array backs the five values.
+	values := make([]string, 0, 5)
+	values = setOrDel(h, values, "X-Account-Id", t.Account)
+	values = setOrDel(h, values, "X-Request-Id", t.RequestID)
+	values = setOrDel(h, values, "X-Postback-Webhook", t.Webhook)
+	values = setOrDel(h, values, "Traceparent", t.TraceParent)
+	setOrDel(h, values, "Tracestate", t.TraceState)
 	resp, err := c.transport.RoundTrip(req)
 	if err != nil {
 		out := transportOutcome(ctx, actx, err)
@@ -416,12 +418,17 @@ func readAnswer(resp *http.Response) ([]byte, error) {
 	return io.ReadAll(io.LimitReader(resp.Body, maxAnswer+1))
 }
 
-func setOrDel(h http.Header, name, value string) {
+// setOrDel sets h[name] to value, a slice of its own appended to values
+// (which it returns), or deletes name for an empty value.
+func setOrDel(h http.Header, values []string, name, value string) []string {
 	if value == "" {
 		delete(h, name)
-		return
+		return values
 	}
-	h[name] = []string{value}
+	values = append(values, value)
+	n := len(values)
+	h[name] = values[n-1 : n : n]
+	return values
 }
 
 // transportOutcome classifies a request that got no answer: no answer in
