@@ -24,7 +24,7 @@ import (
 //	                                  Redis time ms, for a retry
 //
 // so that the common case, a key never seen, is held by a plain SET NX and
-// saved by a script of one GET and one SET: about half the Redis CPU of a
+// saved by two plain commands (see Save): far less Redis CPU than a
 // record and a hold kept apart. Keys an earlier version stored (a hash,
 // and a hold in <key>:hold) are still read, held and saved in their own
 // layout.
@@ -133,13 +133,44 @@ redis.call('SET', KEYS[1], hold(ARGV[2], now_ms() + tonumber(ARGV[3]), saved), '
 return {'retry', out}
 `)
 
-// saveScript stores a record: over the token's own first hold, with the
-// window; over a record saved before, keeping its expiry; beside another
-// request's hold, keeping that hold.
+// saveOver is what saving a record makes of a value v that is not the
+// token's own first hold, ttl being v's milliseconds left: beside
+// another request's first hold, that hold (with ttl) and the record
+// (with the window); over a record saved before, or a retry's hold, the
+// record, keeping v's expiry and another's hold. ARGV: token, the saved
+// value, window in milliseconds.
+const saveOver = `
+local function expiry(ttl)
+	if ttl > 0 then
+		return 'PX', ttl
+	end
+	return 'KEEPTTL', nil
+end
+local function save_over(v, ttl)
+	if string.sub(v, 1, 1) == 'h' then
+		return redis.call('SET', KEYS[1], hold(string.sub(v, 2), now_ms() + math.max(ttl, 0), ARGV[2]), 'PX', ARGV[3])
+	end
+	local value = ARGV[2]
+	local holder = held(v)
+	if holder and holder ~= ARGV[1] then
+		local p = string.find(v, ':', 2, true)
+		value = hold(holder, string.sub(v, 2, p - 1), ARGV[2])
+	end
+	local option, ms = expiry(ttl)
+	if ms then
+		return redis.call('SET', KEYS[1], value, option, ms)
+	end
+	return redis.call('SET', KEYS[1], value, option)
+end
+`
+
+// saveScript stores a record whatever the key holds: over the token's
+// own first hold or nothing, with the window; over any other value as
+// saveOver says; over an earlier version's hash, in the hash.
 //
 // KEYS: key, earlier version's hold. ARGV: token, the saved value, window
 // in milliseconds.
-var saveScript = redis.NewScript(parseHeld + `
+var saveScript = redis.NewScript(parseHeld + saveOver + `
 local v = redis.pcall('GET', KEYS[1])
 if v == 'h' .. ARGV[1] or not v then
 	return redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
@@ -152,16 +183,20 @@ if type(v) == 'table' then
 	end
 	return 1
 end
-if string.sub(v, 1, 1) == 'h' then
-	local ttl = redis.call('PTTL', KEYS[1])
-	return redis.call('SET', KEYS[1], hold(string.sub(v, 2), now_ms() + ttl, ARGV[2]), 'PX', ARGV[3])
+return save_over(v, redis.call('PTTL', KEYS[1]))
+`)
+
+// repairScript makes a key that Save's plain SET wrote over a value other
+// than the token's own first hold what saveScript would have made of that
+// value, unless the key was written again since.
+//
+// KEYS: key, earlier version's hold. ARGV: token, the saved value, window
+// in milliseconds, the value written over, its milliseconds left then.
+var repairScript = redis.NewScript(parseHeld + saveOver + `
+if redis.pcall('GET', KEYS[1]) ~= ARGV[2] then
+	return 0
 end
-local holder = held(v)
-if holder and holder ~= ARGV[1] then
-	local p = string.find(v, ':', 2, true)
-	return redis.call('SET', KEYS[1], hold(holder, string.sub(v, 2, p - 1), ARGV[2]), 'KEEPTTL')
-end
-return redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
+return save_over(ARGV[4], tonumber(ARGV[5]))
 `)
 
 // releaseScript lets go of token's hold, keeping a saved record.
@@ -226,9 +261,32 @@ func (r *Redis) Claim(ctx context.Context, k Key, fingerprint, token string, hol
 	return Claim{}, fmt.Errorf("idempotency: claim answered %q", state)
 }
 
-// Save implements Store.
+// Save implements Store. The common case, a key still held by the
+// request's own first hold, costs two plain commands: PTTL, then SET XX
+// GET, which writes the record and answers what it wrote over (Redis 7
+// has no SET that compares first; a script costs Redis three times as
+// much). Over anything else the SET wrote, repairScript puts right what
+// saveScript would have done; a key gone or of an earlier version's
+// layout, which the SET leaves alone, goes to saveScript.
 func (r *Redis) Save(ctx context.Context, k Key, token string, rec Record, window time.Duration) error {
-	if _, err := r.batch.Run(ctx, saveScript, r.keys(k), token, savedValue(rec), max(window.Milliseconds(), 1)); err != nil {
+	keys := r.keys(k)
+	saved, ms := savedValue(rec), max(window.Milliseconds(), 1)
+	c := []redisbatch.Command{
+		{Args: []any{"pttl", keys[0]}},
+		{Args: []any{"set", keys[0], saved, "xx", "get", "px", ms}},
+	}
+	r.batch.RunAll(ctx, c)
+	old, err := c[1].Val, c[1].Err
+	switch s, _ := old.(string); {
+	case err == nil && len(s) == 1+len(token) && s[0] == 'h' && s[1:] == token:
+		return nil
+	case err == nil:
+		ttl, _ := c[0].Val.(int64)
+		_, err = r.batch.Run(ctx, repairScript, keys, token, saved, ms, s, ttl)
+	case errors.Is(err, redis.Nil) || redis.HasErrorPrefix(err, "WRONGTYPE"):
+		_, err = r.batch.Run(ctx, saveScript, keys, token, saved, ms)
+	}
+	if err != nil {
 		return fmt.Errorf("idempotency: %w", err)
 	}
 	return nil

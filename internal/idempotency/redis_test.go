@@ -53,6 +53,86 @@ func TestRedisKeyExpiresWithTheHoldThenTheWindow(t *testing.T) {
 	ttl("saved again", 23*time.Hour, 24*time.Hour)
 }
 
+// partner-api#safe-retries: a request that outlived its hold saves its outcome without taking
+// what the others need: the hold of the request that took the key over, and the expiry of a
+// record saved since. (Its plain SET wrote over the key; the repair puts that right.)
+func TestRedisSaveAfterItsHoldWasLost(t *testing.T) {
+	ctx := context.Background()
+	client, s := startRedisStore(t)
+	mine := idempotency.Record{Fingerprint: "fp", Outcome: []byte("mine"), Final: true}
+	n := 0
+	// lost returns a key that t1 claimed and no longer holds, as if its
+	// hold had expired, and the key's name in Redis.
+	lost := func(t *testing.T) (idempotency.Key, string) {
+		t.Helper()
+		n++
+		k := idempotency.Key{Webhook: "acme", Key: fmt.Sprint("k", n)}
+		mustClaim(t, s, k, "fp", "t1", time.Minute, idempotency.New)
+		if err := s.Release(ctx, k, "t1"); err != nil {
+			t.Fatal(err)
+		}
+		return k, fmt.Sprintf("p:idem:{acme:k%d}", n)
+	}
+	ttl := func(t *testing.T, name string, low, high time.Duration) {
+		t.Helper()
+		if d := client.PTTL(ctx, name).Val(); d <= low || d > high {
+			t.Fatalf("TTL %s, want in (%s, %s]", d, low, high)
+		}
+	}
+
+	t.Run("nothing since: saved with the window", func(t *testing.T) {
+		k, name := lost(t)
+		mustSave(t, s, k, "t1", mine, 24*time.Hour)
+		ttl(t, name, 23*time.Hour, 24*time.Hour)
+		mustClaim(t, s, k, "fp", "t2", time.Minute, idempotency.Done)
+	})
+	t.Run("another's first hold: kept beside the record", func(t *testing.T) {
+		k, name := lost(t)
+		mustClaim(t, s, k, "fp", "t2", time.Minute, idempotency.New)
+		mustSave(t, s, k, "t1", mine, 24*time.Hour)
+		ttl(t, name, 23*time.Hour, 24*time.Hour)
+		if c := mustClaim(t, s, k, "fp", "t3", time.Minute, idempotency.Done); string(c.Outcome) != "mine" {
+			t.Fatalf("outcome %q, want mine", c.Outcome)
+		}
+		// Not final: t2 still holds the key for a retry of it.
+		k2, _ := lost(t)
+		mustClaim(t, s, k2, "fp", "t2", time.Minute, idempotency.New)
+		mustSave(t, s, k2, "t1", idempotency.Record{Fingerprint: "fp", Outcome: []byte("half")}, 24*time.Hour)
+		mustClaim(t, s, k2, "fp", "t3", time.Minute, idempotency.InUse)
+		if err := s.Release(ctx, k2, "t2"); err != nil {
+			t.Fatal(err)
+		}
+		if c := mustClaim(t, s, k2, "fp", "t3", time.Minute, idempotency.Retry); string(c.Outcome) != "half" {
+			t.Fatalf("outcome %q, want half", c.Outcome)
+		}
+	})
+	t.Run("another's record: overwritten, its expiry kept", func(t *testing.T) {
+		k, name := lost(t)
+		mustClaim(t, s, k, "fp", "t2", time.Minute, idempotency.New)
+		mustSave(t, s, k, "t2", idempotency.Record{Fingerprint: "fp", Outcome: []byte("theirs"), Final: true}, time.Hour)
+		mustSave(t, s, k, "t1", mine, 24*time.Hour)
+		ttl(t, name, 59*time.Minute, time.Hour)
+		if c := mustClaim(t, s, k, "fp", "t3", time.Minute, idempotency.Done); string(c.Outcome) != "mine" {
+			t.Fatalf("outcome %q, want mine", c.Outcome)
+		}
+	})
+	t.Run("a retry's hold: kept, with the record's expiry", func(t *testing.T) {
+		k, name := lost(t)
+		mustClaim(t, s, k, "fp", "t2", time.Minute, idempotency.New)
+		mustSave(t, s, k, "t2", idempotency.Record{Fingerprint: "fp", Outcome: []byte("half")}, time.Hour)
+		mustClaim(t, s, k, "fp", "t3", time.Minute, idempotency.Retry)
+		mustSave(t, s, k, "t1", idempotency.Record{Fingerprint: "fp", Outcome: []byte("mine, half")}, 24*time.Hour)
+		ttl(t, name, 59*time.Minute, time.Hour)
+		mustClaim(t, s, k, "fp", "t4", time.Minute, idempotency.InUse)
+		if err := s.Release(ctx, k, "t3"); err != nil {
+			t.Fatal(err)
+		}
+		if c := mustClaim(t, s, k, "fp", "t4", time.Minute, idempotency.Retry); string(c.Outcome) != "mine, half" {
+			t.Fatalf("outcome %q, want mine, half", c.Outcome)
+		}
+	})
+}
+
 // partner-api#safe-retries: keys an earlier version stored (a hash, its hold in <key>:hold) are
 // still answered, held, saved and released in their own layout, which that version still reads.
 func TestKeyStoredByAnEarlierVersion(t *testing.T) {
