@@ -3,7 +3,8 @@
 # stops them again. Everything lives in one temp dir, $BENCH_TMP.
 #
 # Environment (all optional):
-#   CONNS=32          connections of the load generator
+#   CONNS=64          connections of the load generator
+#   DRAIN_CONNS=32    connections of the drain benchmark's partner
 #   WARMUP=1s         warm-up before each measured window
 #   PIN=auto          auto: pin with taskset when it exists and there are 2+ CPUs; 0: never
 #   CADDY_CPUS=...    CPU list for Caddy (default: the first half of the allowed CPUs)
@@ -15,7 +16,8 @@
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_DIR=$(cd "$BENCH_DIR/.." && pwd)
 
-CONNS=${CONNS:-32}
+CONNS=${CONNS:-64}
+DRAIN_CONNS=${DRAIN_CONNS:-32}
 WARMUP=${WARMUP:-1s}
 PIN=${PIN:-auto}
 QUIET_WAIT=${QUIET_WAIT:-0}
@@ -221,7 +223,7 @@ bench_stop() {
 # drain_bench -> one JSON line of bench/drain against the running Caddy.
 drain_bench() {
 	"${LOAD_TASKSET[@]}" "$BENCH_TMP/drain" -edge "$EDGE" -key "$BENCH_KEY" -platform-key "$BENCH_PLATFORM_KEY" \
-		-upstream "http://127.0.0.1:$BENCH_UPSTREAM_PORT" -redis "${REDIS_ADDR:-}" -c "$CONNS"
+		-upstream "http://127.0.0.1:$BENCH_UPSTREAM_PORT" -redis "${REDIS_ADDR:-}" -c "$DRAIN_CONNS"
 }
 
 # Request bodies.

@@ -18,7 +18,7 @@
 # and by count). The profiles and the Caddy binary stay in $OUT (default: a
 # new temp dir) for `go tool pprof -http`.
 #
-# Environment: TARGET (single), QUEUE (memory|redis), PROFILE_SECONDS (20), CONNS (32), WARMUP (1s),
+# Environment: TARGET (single), QUEUE (memory|redis), PROFILE_SECONDS (20), CONNS (64), WARMUP (1s),
 # PIN, CADDY_CPUS, LOAD_CPUS, QUIET_WAIT, OUT. See bench/lib.sh.
 set -euo pipefail
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The load benchmark of the postback handler (see bench/README.md).
 #
-#   bash bench/run.sh                          # 7 rounds, 5s per measurement, 32 connections
-#   ROUNDS=3 DURATION=10s CONNS=64 bash bench/run.sh
+#   bash bench/run.sh                          # 7 rounds, 5s per measurement, 64 connections
+#   ROUNDS=3 DURATION=10s CONNS=128 bash bench/run.sh
 #
 # Builds Caddy (./cmd/caddy), the stand-in call store (bench/upstream) and the
 # load generator (bench/loadgen) into a temp dir, starts the upstream and Caddy
@@ -28,7 +28,7 @@
 # ("memory redis" by default). After the rounds of each queue, on a fresh
 # Caddy, call store and Redis, the drain benchmark (bench/drain): 5000 updates queued for 1000 live calls, then
 # drained by call-completed in batches of 50, against 5000 single-id updates
-# of completed calls sent the same way; with Redis, the memory per queued
+# of completed calls sent the same way (DRAIN_CONNS connections); with Redis, the memory per queued
 # update. At the end, the medians of both queues side by side.
 #
 # Odd rounds run proxy, single, batch, reject, respond, querykey, signed,
@@ -41,7 +41,7 @@
 # the machine. A measurement, not a test: it exits 0 whatever the ratios
 # (non-zero only when it could not run).
 #
-# Environment: ROUNDS (7), DURATION (5s), CONNS (32), WARMUP (1s), PIN (auto|0),
+# Environment: ROUNDS (7), DURATION (5s), CONNS (64), DRAIN_CONNS (32), WARMUP (1s), PIN (auto|0),
 # QUEUES ("memory redis"), DRAIN (1; 0 leaves the drain benchmark out),
 # CADDY_CPUS, LOAD_CPUS, QUIET_WAIT (0), OTHER_MAX (0.25: other processes' cores
 # above which a round counts as disturbed), BENCH_SAVE=<file> (keep the load

@@ -102,7 +102,7 @@ func main() {
 		method   = flag.String("method", http.MethodPost, "HTTP `method`")
 		bodyFile = flag.String("body", "", "`file` whose content is the request body (none: empty body)")
 		ctype    = flag.String("content-type", "application/json", "Content-Type of the body")
-		conns    = flag.Int("c", 32, "`connections`, one goroutine each")
+		conns    = flag.Int("c", 64, "`connections`, one goroutine each")
 		dur      = flag.Duration("d", 5*time.Second, "measured `duration`")
 		warmup   = flag.Duration("warmup", time.Second, "warm-up before the measured window (not counted)")
 		expect   = flag.Int("expect", http.StatusOK, "expected `status`; any other answer counts as an error")
