@@ -51,6 +51,10 @@ type Batcher struct {
 	mu      sync.RWMutex
 	closed  bool
 	observe func(commands int, took time.Duration)
+	// pipe and cmds belong to the goroutine that sends: kept from one
+	// pipeline to the next, they cost no allocation each.
+	pipe redis.Pipeliner
+	cmds []*redis.Cmd
 }
 
 // Option configures a Batcher.
@@ -204,8 +208,11 @@ func (b *Batcher) send(batch []*Pending) {
 		return
 	}
 	ctx := context.Background()
-	pipe := b.client.Pipeline()
-	var cmds []*redis.Cmd
+	if b.pipe == nil {
+		b.pipe = b.client.Pipeline()
+	}
+	// Exec empties the pipeline, whatever it answers.
+	pipe, cmds := b.pipe, b.cmds[:0]
 	for _, j := range batch {
 		for i := range j.commands {
 			c := &j.commands[i]
@@ -249,6 +256,8 @@ func (b *Batcher) send(batch []*Pending) {
 	if b.observe != nil {
 		b.observe(len(cmds), time.Since(sent))
 	}
+	clear(cmds)
+	b.cmds = cmds
 	for _, j := range batch {
 		close(j.done)
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/callpostback/caddy-postback/internal/queue"
+	"github.com/callpostback/caddy-postback/internal/redisbatch"
 	"github.com/callpostback/caddy-postback/internal/redistest"
 )
 
@@ -40,11 +41,31 @@ func (c *askedCounter) count(cmds []redis.Cmder) {
 // found with updates waiting; a hint made stale by a drain elsewhere costs one append that stores
 // nothing, and is dropped.
 func TestOrderingCheckSkipsTheQuestionForCallsFoundWaiting(t *testing.T) {
+	eachWay(t, func(t *testing.T, opts ...Option) {
+		checkSkipsTheQuestionForCallsFoundWaiting(t, opts...)
+	})
+}
+
+// eachWay runs test on a Queue sending its own pipelines and on one whose
+// commands go through a batcher, as in production (where the check of a
+// single call takes a way of its own).
+func eachWay(t *testing.T, test func(t *testing.T, opts ...Option)) {
+	t.Run("own pipelines", func(t *testing.T) { test(t) })
+	t.Run("batcher", func(t *testing.T) {
+		test(t, func(q *Queue) {
+			b := redisbatch.New(q.client)
+			t.Cleanup(b.Close)
+			q.batcher = b
+		})
+	})
+}
+
+func checkSkipsTheQuestionForCallsFoundWaiting(t *testing.T, opts ...Option) {
 	ctx := context.Background()
 	c := newClient(t, redistest.Start(t).Addr())
 	asked := &askedCounter{}
 	c.AddHook(asked)
-	q := New(c, "")
+	q := New(c, "", opts...)
 	check := func(call string) queue.AppendResult {
 		e := entry(call, `{"b":2}`)
 		return q.AppendAll(ctx, []*queue.Entry{e}, queue.AppendOptions{IfPending: true, Due: time.Now()})[0]
@@ -75,6 +96,14 @@ func TestOrderingCheckSkipsTheQuestionForCallsFoundWaiting(t *testing.T) {
 	}
 	if r := check("c1"); r.Err != nil || r.Appended || asked.n.Load() != 2 {
 		t.Fatalf("check after the stale hint = %+v with %d questions; want asked again", r, asked.n.Load())
+	}
+	// Another instance queues an update: without a hint, this one asks and
+	// queues its update behind.
+	mustAppend(t, q, entry("c1", `{"c":3}`))
+	q.hints.remove("c1")
+	if r := check("c1"); r.Err != nil || !r.Appended || asked.n.Load() != 3 || patchesOf(t, q, "c1") != `{"c":3} {"b":2}` {
+		t.Fatalf("check behind another instance's update = %+v with %d questions, pending %s; want asked and queued behind",
+			r, asked.n.Load(), patchesOf(t, q, "c1"))
 	}
 }
 
@@ -109,11 +138,15 @@ func TestNothingWaiting(t *testing.T) {
 // says so, so the edge does not ask Redis again to settle it; one whose append went out (a call
 // hinted waiting) may have stored the entry, and does not.
 func TestOrderingCheckUnansweredSaysWhetherItWrote(t *testing.T) {
+	eachWay(t, checkUnansweredSaysWhetherItWrote)
+}
+
+func checkUnansweredSaysWhetherItWrote(t *testing.T, qopts ...Option) {
 	ctx := context.Background()
 	s := redistest.Start(t)
 	c := redis.NewClient(&redis.Options{Addr: s.Addr(), MaxRetries: -1, DialerRetries: 1, DialerRetryTimeout: time.Millisecond})
 	t.Cleanup(func() { c.Close() })
-	q := New(c, "")
+	q := New(c, "", qopts...)
 	s.Stop()
 	opts := queue.AppendOptions{IfPending: true, Due: time.Now()}
 
@@ -122,6 +155,9 @@ func TestOrderingCheckUnansweredSaysWhetherItWrote(t *testing.T) {
 		if r.Err == nil || r.Appended || !r.Unwritten {
 			t.Errorf("entry %d of a check whose read failed = %+v, want an error, unwritten", i, r)
 		}
+	}
+	if r := q.AppendAll(ctx, []*queue.Entry{entry("idle", `{"b":2}`)}, opts)[0]; r.Err == nil || r.Appended || !r.Unwritten {
+		t.Errorf("check of one call whose read failed = %+v, want an error, unwritten", r)
 	}
 	r := q.AppendAll(ctx, []*queue.Entry{entry("busy", `{"b":2}`)}, opts)[0]
 	if r.Err == nil || r.Appended || r.Unwritten {

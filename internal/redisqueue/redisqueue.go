@@ -98,6 +98,9 @@ func (q *Queue) AppendAll(ctx context.Context, entries []*queue.Entry, opts queu
 	if !opts.IfPending || len(entries) == 0 {
 		return q.appendAll(ctx, entries, opts)
 	}
+	if len(entries) == 1 && q.batcher != nil && !q.hints.has(entries[0].CallLogID) {
+		return q.checkOne(ctx, entries[0], opts)
+	}
 	ids := make([]string, len(entries))
 	for i, e := range entries {
 		ids[i] = e.CallLogID
@@ -113,6 +116,33 @@ func (q *Queue) AppendAll(ctx context.Context, entries []*queue.Entry, opts queu
 	return queue.AppendSome(entries, nothing, func(some []*queue.Entry) []queue.AppendResult {
 		return q.appendAll(ctx, some, opts)
 	})
+}
+
+// oneCheck is what the ordering check of a postback of one call needs, in
+// one allocation: the most common postback, whose slices, closures and
+// command were nine allocations of their own.
+type oneCheck struct {
+	result  [1]queue.AppendResult
+	command [1]redisbatch.Command
+	args    [2]any
+}
+
+// checkOne is AppendAll with IfPending for one entry of a call not hinted
+// waiting, through the batcher: the same question and answers.
+func (q *Queue) checkOne(ctx context.Context, e *queue.Entry, opts queue.AppendOptions) []queue.AppendResult {
+	c := new(oneCheck)
+	c.args = [2]any{"llen", q.listKey(e.CallLogID)}
+	c.command[0].Args = c.args[:]
+	q.batcher.RunAll(ctx, c.command[:])
+	n, err := asInt(c.command[0].Val, c.command[0].Err)
+	switch {
+	case err != nil:
+		c.result[0] = queue.AppendResult{Err: fmt.Errorf("redisqueue: ordering check of call %q: %w", e.CallLogID, err), Unwritten: true}
+	case n > 0:
+		q.hints.add(e.CallLogID) // its next append goes straight to the script
+		return q.appendAll(ctx, []*queue.Entry{e}, opts)
+	}
+	return c.result[:]
 }
 
 // NothingWaiting asks, in one round trip through the batcher when there is
