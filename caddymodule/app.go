@@ -108,7 +108,8 @@ type CallStoreConfig struct {
 	Deadline caddy.Duration `json:"deadline,omitempty"`
 
 	// MaxConcurrency bounds the concurrent call-store requests of one
-	// postback. Default: 16.
+	// postback, and the calls whose waiting updates the drain sends at
+	// once (each call's in order, one at a time). Default: 16.
 	MaxConcurrency int `json:"max_concurrency,omitempty"`
 
 	// MaxUpstream bounds the call-store requests in flight across all
@@ -247,7 +248,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 		MaxAge:   time.Duration(a.MaxAge),
 		LeaseTTL: time.Duration(a.LeaseTTL),
 		Timeout:  time.Duration(cs.Deadline),
-		Logger:   a.logger.Named("drain"),
+		// The drain is one more fan-out over calls, bounded as a postback's.
+		Workers: cs.MaxConcurrency,
+		Logger:  a.logger.Named("drain"),
 	}
 	if err := registerQueueSignals(ctx.GetMetricsRegistry()); err != nil {
 		return fmt.Errorf("postback: metrics: %w", err)

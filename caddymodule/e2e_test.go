@@ -289,6 +289,47 @@ func TestBatchOf50IsConcurrent(t *testing.T) {
 	}
 }
 
+// operations#completion-and-dead-letters: the drain sends the updates of up to max_concurrency
+// calls at once, and no more.
+func TestDrainSendsUpToMaxConcurrencyCallsAtOnce(t *testing.T) {
+	store := newScriptedStore(t)
+	ids := make([]string, 12)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("drained-%02d", i)
+		store.set(ids[i], "live")
+	}
+	config := strings.Replace(edgeConfig(store.URL, "drain_interval 1h", ""), "max_concurrency 16", "max_concurrency 4", 1)
+	tester := startEdge(t, config)
+	status, body := send(t, tester, "POST", edgeURL("/postback/update-fields?moja_auth_key="+fieldsKey), jsonType,
+		`{"call_log_id":["`+strings.Join(ids, `","`)+`"],"converted":true}`)
+	if status != 202 || len(gjson.Get(body, "queued_call_log_ids").Array()) != len(ids) {
+		t.Fatalf("queueing: status %d: %s", status, body)
+	}
+	for _, id := range ids {
+		store.set(id, "completed")
+	}
+	release := store.holdAll()
+	store.peak.Store(0)
+	status, body = send(t, tester, "POST", edgeURL("/postback/call-completed?moja_auth_key="+platformKey), jsonType,
+		`{"call_log_id":["`+strings.Join(ids, `","`)+`"]}`)
+	if status != 202 {
+		t.Fatalf("call-completed: status %d: %s", status, body)
+	}
+	// Fewer than four at once would keep this waiting until the test's timeout.
+	for store.inFlight.Load() < 4 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	release()
+	for _, id := range ids {
+		for len(store.applied(id)) < 1 {
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	if peak := store.peak.Load(); peak != 4 {
+		t.Fatalf("drained calls in flight at once: %d, want max_concurrency, 4", peak)
+	}
+}
+
 // partner-api#identifying-calls, operations#finding-a-call-by-phone-number: a phone number resolves to the most recent call.
 func TestPhoneNumber(t *testing.T) {
 	store := newScriptedStore(t)

@@ -63,6 +63,8 @@ type scriptedStore struct {
 	inFlight atomic.Int32
 	peak     atomic.Int32
 	delay    time.Duration
+	// hold, when set (holdAll), keeps every request waiting until it is closed.
+	hold chan struct{}
 }
 
 func newScriptedStore(t *testing.T) *scriptedStore {
@@ -70,6 +72,15 @@ func newScriptedStore(t *testing.T) *scriptedStore {
 	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
 	t.Cleanup(s.Close)
 	return s
+}
+
+// holdAll keeps every request from now on waiting until release is called.
+func (s *scriptedStore) holdAll() (release func()) {
+	hold := make(chan struct{})
+	s.mu.Lock()
+	s.hold = hold
+	s.mu.Unlock()
+	return func() { close(hold) }
 }
 
 func (s *scriptedStore) set(id, state string) {
@@ -89,6 +100,12 @@ func (s *scriptedStore) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	if s.delay > 0 {
 		time.Sleep(s.delay)
+	}
+	s.mu.Lock()
+	hold := s.hold
+	s.mu.Unlock()
+	if hold != nil {
+		<-hold
 	}
 	w.Header().Set("Content-Type", "application/json")
 	if r.Method == http.MethodGet && r.URL.Path == "/v1/calls" {
