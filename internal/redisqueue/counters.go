@@ -130,7 +130,7 @@ func splitCounted(callLogID string, reply any) (any, countDelta, error) {
 
 // runCounted runs a counted script for one call and adds its difference.
 func (q *Queue) runCounted(ctx context.Context, script *redis.Script, callLogID string, keys []string, args ...any) (any, error) {
-	reply, err := script.Run(ctx, q.client, keys, args...).Result()
+	reply, err := q.run(ctx, script, keys, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -144,38 +144,36 @@ func (q *Queue) runCounted(ctx context.Context, script *redis.Script, callLogID 
 }
 
 // applyCounts adds differences to the counters and moves the calls in the
-// oldest index, in one pipeline.
+// oldest index, in one pipeline (the batcher's, when the Queue has one).
 func (q *Queue) applyCounts(ctx context.Context, deltas []countDelta) error {
-	if len(deltas) == 0 {
-		return nil
-	}
-	pipe := q.client.Pipeline()
-	queued := 0
+	var commands [][]any
 	for _, d := range deltas {
 		for _, f := range []struct {
 			name string
 			n    int64
 		}{{fieldPendingEntries, d.pendingEntries}, {fieldPendingCalls, d.pendingCalls}, {fieldDeadEntries, d.deadEntries}, {fieldDeadCalls, d.deadCalls}} {
 			if f.n != 0 {
-				pipe.HIncrBy(ctx, q.statsKey(), f.name, f.n)
-				queued++
+				commands = append(commands, []any{"hincrby", q.statsKey(), f.name, f.n})
 			}
 		}
 		if d.pendingEntries == 0 && d.pendingCalls == 0 && d.deadEntries == 0 {
 			continue // the first waiting entry did not change
 		}
 		if d.first == "" {
-			pipe.ZRem(ctx, q.oldestKey(), d.callLogID)
+			commands = append(commands, []any{"zrem", q.oldestKey(), d.callLogID})
 		} else if at, err := parseTime(d.first); err == nil {
-			pipe.ZAdd(ctx, q.oldestKey(), redis.Z{Score: float64(at.UnixMilli()), Member: d.callLogID})
+			commands = append(commands, []any{"zadd", q.oldestKey(), at.UnixMilli(), d.callLogID})
 		}
-		queued++
 	}
-	if queued == 0 {
+	if len(commands) == 0 {
 		return nil
 	}
-	_, err := pipe.Exec(ctx)
-	return err
+	for _, c := range q.doAll(ctx, len(commands), func(i int) []any { return commands[i] }) {
+		if c.Err != nil {
+			return c.Err
+		}
+	}
+	return nil
 }
 
 // Recount walks the indexes once, as Stats did before the counters, and

@@ -84,10 +84,13 @@ func (q *Queue) schedule(ctx context.Context, callLogID string, at time.Time) er
 // unindexIfEmpty takes a call whose list was seen empty out of the due
 // index, and puts it back, due at at, if entries arrived meanwhile (rule 2).
 func (q *Queue) unindexIfEmpty(ctx context.Context, callLogID string, at time.Time) error {
-	if err := q.client.ZRem(ctx, q.dueKeyOf(callLogID), callLogID).Err(); err != nil {
+	// One after the other, not in one pipeline: on Cluster the two keys
+	// live on different nodes, and the LLEN must see what was appended
+	// before the ZREM took effect.
+	if _, err := q.do(ctx, "zrem", q.dueKeyOf(callLogID), callLogID); err != nil {
 		return fmt.Errorf("redisqueue: unindex call: %w", err)
 	}
-	waiting, err := q.client.LLen(ctx, q.keysOf(callLogID).list).Result()
+	waiting, err := asInt(q.do(ctx, "llen", q.keysOf(callLogID).list))
 	if err != nil {
 		return fmt.Errorf("redisqueue: unindex call: %w", err)
 	}

@@ -28,6 +28,24 @@ func (q *Queue) runAll(ctx context.Context, script *redis.Script, n int, args fu
 	return out
 }
 
+// run runs one script: through the batcher when the Queue has one, so
+// that the drainers' steps share pipelines with everything else.
+func (q *Queue) run(ctx context.Context, script *redis.Script, keys []string, args ...any) (any, error) {
+	if q.batcher != nil {
+		return q.batcher.Run(ctx, script, keys, args...)
+	}
+	return script.Run(ctx, q.client, keys, args...).Result()
+}
+
+// do sends one plain command, args being its name and arguments: through
+// the batcher when the Queue has one. A nil reply is redis.Nil.
+func (q *Queue) do(ctx context.Context, args ...any) (any, error) {
+	if q.batcher != nil {
+		return q.batcher.Do(ctx, args...)
+	}
+	return q.client.Do(ctx, args...).Result()
+}
+
 // doAll sends n plain commands, the i-th being args(i), in one pipeline:
 // the batcher's when there is one.
 func (q *Queue) doAll(ctx context.Context, n int, args func(i int) []any) []redisbatch.Command {

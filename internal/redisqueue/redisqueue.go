@@ -478,7 +478,7 @@ func (q *Queue) probe(ctx context.Context, callLogIDs []string) (waiting []int64
 func (q *Queue) Claim(ctx context.Context, callLogID, owner string, ttl time.Duration) (bool, error) {
 	// PX takes whole milliseconds, at least one.
 	ms := max(ttl.Milliseconds(), 1)
-	held, err := claimScript.Run(ctx, q.client, []string{q.keysOf(callLogID).lease}, owner, ms).Int()
+	held, err := asInt(q.run(ctx, claimScript, []string{q.keysOf(callLogID).lease}, owner, ms))
 	if err != nil {
 		return false, fmt.Errorf("redisqueue: claim call %q: %w", callLogID, err)
 	}
@@ -486,16 +486,20 @@ func (q *Queue) Claim(ctx context.Context, callLogID, owner string, ttl time.Dur
 }
 
 func (q *Queue) Release(ctx context.Context, callLogID, owner string) error {
-	if err := releaseScript.Run(ctx, q.client, []string{q.keysOf(callLogID).lease}, owner).Err(); err != nil {
+	if _, err := q.run(ctx, releaseScript, []string{q.keysOf(callLogID).lease}, owner); err != nil {
 		return fmt.Errorf("redisqueue: release call %q: %w", callLogID, err)
 	}
 	return nil
 }
 
 func (q *Queue) Head(ctx context.Context, callLogID string) (queue.Entry, bool, error) {
-	stored, err := q.client.LIndex(ctx, q.keysOf(callLogID).list, 0).Result()
+	reply, err := q.do(ctx, "lindex", q.keysOf(callLogID).list, 0)
 	if errors.Is(err, redis.Nil) {
 		return queue.Entry{}, false, nil
+	}
+	stored, ok := reply.(string)
+	if err == nil && !ok {
+		err = fmt.Errorf("unexpected reply %v", reply)
 	}
 	if err != nil {
 		return queue.Entry{}, false, fmt.Errorf("redisqueue: head of call %q: %w", callLogID, err)
