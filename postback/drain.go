@@ -186,6 +186,9 @@ func (d *Drainer) DrainCall(ctx context.Context, callLogID string, attempt int) 
 		}
 	}()
 	leaseUntil := claimedAt.Add(d.LeaseTTL)
+	// next is the head that the last Ack returned, read in the same step:
+	// no Head, and no round trip, before the next update.
+	var next *queue.Entry
 	for ctx.Err() == nil {
 		// Each send starts with at least two thirds of the lease left, and
 		// a send takes at most a third (the checked lease_ttl), so it ends
@@ -200,10 +203,11 @@ func (d *Drainer) DrainCall(ctx context.Context, callLogID string, attempt int) 
 			}
 			leaseUntil = renewedAt.Add(d.LeaseTTL)
 		}
-		e, ok, err := d.Queue.Head(ctx, callLogID)
+		e, ok, err := d.head(ctx, callLogID, next)
 		if err != nil || !ok {
 			return true
 		}
+		next = nil
 		now := d.Now()
 		if now.Sub(e.AcceptedAt) > d.MaxAge {
 			if !d.bury(after, log, e, "max_age: still waiting after "+d.MaxAge.String(), now) {
@@ -215,11 +219,16 @@ func (d *Drainer) DrainCall(ctx context.Context, callLogID string, attempt int) 
 		leaseUntil = until
 		switch out.Class {
 		case Applied:
-			if err := d.Queue.Ack(after, callLogID, d.owner, e.ID); err != nil {
+			n, more, err := d.Queue.Ack(after, callLogID, d.owner, e.ID)
+			if err != nil {
 				log.Warn("could not remove an applied update; it will be sent again", zap.Error(err))
 				return true
 			}
 			log.Debug("queued update applied", zap.String("entry", e.ID), zap.String("request_id", e.RequestID))
+			if !more {
+				return true
+			}
+			next = &n
 		case NotFound, Rejected:
 			if !d.bury(after, log, e, out.Class.Code()+": "+out.Message, now) {
 				return true
@@ -244,6 +253,15 @@ func (d *Drainer) DrainCall(ctx context.Context, callLogID string, attempt int) 
 		}
 	}
 	return true
+}
+
+// head is the call's head entry: next when the last Ack returned it, else
+// read from the queue.
+func (d *Drainer) head(ctx context.Context, callLogID string, next *queue.Entry) (queue.Entry, bool, error) {
+	if next != nil {
+		return *next, true, nil
+	}
+	return d.Queue.Head(ctx, callLogID)
 }
 
 // send applies entry e while keeping the call's lease, which is ours until

@@ -223,11 +223,16 @@ func (m *Memory) popHead(callLogID, owner, id string) (Entry, error) {
 	return e, nil
 }
 
-func (m *Memory) Ack(_ context.Context, callLogID, owner, id string) error {
+func (m *Memory) Ack(_ context.Context, callLogID, owner, id string) (Entry, bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	_, err := m.popHead(callLogID, owner, id)
-	return err
+	if _, err := m.popHead(callLogID, owner, id); err != nil {
+		return Entry{}, false, err
+	}
+	if c := m.calls[callLogID]; c != nil && len(c.entries) > 0 {
+		return c.entries[0], true, nil
+	}
+	return Entry{}, false, nil
 }
 
 func (m *Memory) Bury(_ context.Context, callLogID, owner, id, reason string, at time.Time) error {

@@ -187,8 +187,10 @@ type Queue interface {
 	Head(ctx context.Context, callLogID string) (e Entry, ok bool, err error)
 
 	// Ack removes entry id, which must be at the head, once the call store
-	// accepted it. A call whose list empties leaves the due index.
-	Ack(ctx context.Context, callLogID, owner, id string) error
+	// accepted it, and returns the entry now at the head, as Head would, in
+	// the same step: the drainer's next. A call whose list empties leaves
+	// the due index.
+	Ack(ctx context.Context, callLogID, owner, id string) (next Entry, ok bool, err error)
 
 	// Bury moves entry id, which must be at the head, to the call's dead
 	// letters with the reason.

@@ -511,22 +511,37 @@ func (q *Queue) Head(ctx context.Context, callLogID string) (queue.Entry, bool, 
 	return e, true, nil
 }
 
-func (q *Queue) Ack(ctx context.Context, callLogID, owner, id string) error {
+func (q *Queue) Ack(ctx context.Context, callLogID, owner, id string) (queue.Entry, bool, error) {
 	keys := q.keysOf(callLogID)
-	waiting, err := asInt(q.runCounted(ctx, ackScript, callLogID, []string{keys.lease, keys.list, keys.dead, keys.meta},
-		owner, headPrefix(id), counterRetention.Milliseconds(), id))
+	reply, err := q.runCounted(ctx, ackScript, callLogID, []string{keys.lease, keys.list, keys.dead, keys.meta},
+		owner, headPrefix(id), counterRetention.Milliseconds(), id)
+	// {waiting, head}; a run that found its work done answers waiting alone.
+	var next any
+	if a, ok := reply.([]any); ok && len(a) == 2 {
+		reply, next = a[0], a[1]
+	}
+	waiting, err := asInt(reply, err)
 	if err != nil {
-		return fmt.Errorf("redisqueue: ack call %q: %w", callLogID, err)
+		return queue.Entry{}, false, fmt.Errorf("redisqueue: ack call %q: %w", callLogID, err)
 	}
-	if waiting < 0 {
-		return queue.ErrNotLeaseholder
-	}
-	if waiting == 0 {
+	switch {
+	case waiting < 0:
+		return queue.Entry{}, false, queue.ErrNotLeaseholder
+	case waiting == 0:
 		// The entry is gone, so the ack succeeded even if this fails: Due
 		// drops a call it finds empty (index.go, rule 3).
 		_ = q.unindexIfEmpty(ctx, callLogID, time.Now())
+		return queue.Entry{}, false, nil
 	}
-	return nil
+	stored, ok := next.(string)
+	if !ok {
+		return q.Head(ctx, callLogID)
+	}
+	e, err := decodeEntry(callLogID, stored)
+	if err != nil {
+		return queue.Entry{}, false, err
+	}
+	return e, true, nil
 }
 
 func (q *Queue) Bury(ctx context.Context, callLogID, owner, id, reason string, at time.Time) error {

@@ -161,7 +161,7 @@ func TestCluster(t *testing.T) {
 				if !ok {
 					break
 				}
-				if err := q.Ack(ctx, id, "a", head.ID); err != nil {
+				if _, _, err := q.Ack(ctx, id, "a", head.ID); err != nil {
 					t.Fatalf("call %q: Ack: %v", id, err)
 				}
 			}
@@ -249,7 +249,7 @@ func TestInstanceRestart(t *testing.T) {
 		if ok, _ := q2.Claim(ctx, "c1", "instance-2", time.Minute); ok {
 			t.Fatal("took a lease before it expired")
 		}
-		if err := q2.Ack(ctx, "c1", "instance-2", head.ID); err != queue.ErrNotLeaseholder {
+		if _, _, err := q2.Ack(ctx, "c1", "instance-2", head.ID); err != queue.ErrNotLeaseholder {
 			t.Fatalf("Ack without the lease = %v", err)
 		}
 		time.Sleep(400 * time.Millisecond)
@@ -265,7 +265,7 @@ func TestInstanceRestart(t *testing.T) {
 			if !ok {
 				break
 			}
-			if err := q2.Ack(ctx, "c1", "instance-2", head.ID); err != nil {
+			if _, _, err := q2.Ack(ctx, "c1", "instance-2", head.ID); err != nil {
 				t.Fatal(err)
 			}
 			drained = append(drained, string(head.Patch))
@@ -320,7 +320,7 @@ func TestCompetingQueues(t *testing.T) {
 							empty = err == nil
 							break
 						}
-						if err := q.Ack(ctx, "c1", owner, head.ID); err != nil {
+						if _, _, err := q.Ack(ctx, "c1", owner, head.ID); err != nil {
 							t.Errorf("%s: Ack while holding the lease: %v", owner, err)
 							break
 						}
@@ -362,7 +362,7 @@ func TestCompetingQueues(t *testing.T) {
 		if ok, _ := b.Claim(ctx, "c2", "b", time.Minute); !ok {
 			t.Fatal("expired lease not taken over")
 		}
-		if err := a.Ack(ctx, "c2", "a", head.ID); err != queue.ErrNotLeaseholder {
+		if _, _, err := a.Ack(ctx, "c2", "a", head.ID); err != queue.ErrNotLeaseholder {
 			t.Fatalf("Ack by the former holder = %v", err)
 		}
 		if err := a.Bury(ctx, "c2", "a", head.ID, "late", time.Now()); err != queue.ErrNotLeaseholder {
@@ -371,7 +371,7 @@ func TestCompetingQueues(t *testing.T) {
 		if st, _ := b.Stats(ctx); st.DeadCalls != 0 {
 			t.Fatalf("a refused Bury counts a dead call: %+v", st)
 		}
-		if err := b.Ack(ctx, "c2", "b", head.ID); err != nil {
+		if _, _, err := b.Ack(ctx, "c2", "b", head.ID); err != nil {
 			t.Fatalf("Ack by the new holder: %v", err)
 		}
 	})
@@ -440,12 +440,29 @@ func TestSelfHealingIndexes(t *testing.T) {
 		}
 	})
 
+	t.Run("operations#the-queue-in-production an ack run twice removes one entry, and both runs answer the next head", func(t *testing.T) {
+		q := fresh(t)
+		first, second := entry("c1", `{"a":1}`), entry("c1", `{"a":2}`)
+		mustAppend(t, q, first)
+		mustAppend(t, q, second)
+		q.Claim(ctx, "c1", "a", time.Minute)
+		for run := 1; run <= 2; run++ {
+			next, ok, err := q.Ack(ctx, "c1", "a", first.ID)
+			if err != nil || !ok || next.ID != second.ID || string(next.Patch) != `{"a":2}` {
+				t.Fatalf("ack, run %d = %+v, %v, %v; want the second entry next", run, next, ok, err)
+			}
+		}
+		if got := patchesOf(t, q, "c1"); got != `{"a":2}` {
+			t.Fatalf("pending after the ack ran twice: %s", got)
+		}
+	})
+
 	t.Run("operations#completion-and-dead-letters an emptied call leaves the due index at once and keeps its ID counter", func(t *testing.T) {
 		q := fresh(t)
 		e := entry("c1", "x")
 		mustAppend(t, q, e)
 		q.Claim(ctx, "c1", "a", time.Minute)
-		if err := q.Ack(ctx, "c1", "a", e.ID); err != nil {
+		if _, _, err := q.Ack(ctx, "c1", "a", e.ID); err != nil {
 			t.Fatal(err)
 		}
 		if err := c.ZScore(ctx, q.dueKeyOf("c1"), "c1").Err(); !errors.Is(err, redis.Nil) {
@@ -527,7 +544,8 @@ func TestRedisDown(t *testing.T) {
 		check("Release", q.Release(ctx, "c1", "a"))
 		_, _, err = q.Head(ctx, "c1")
 		check("Head", err)
-		check("Ack", q.Ack(ctx, "c1", "a", e.ID))
+		_, _, err = q.Ack(ctx, "c1", "a", e.ID)
+		check("Ack", err)
 		check("Bury", q.Bury(ctx, "c1", "a", e.ID, "r", now))
 		_, err = q.Pending(ctx, "c1")
 		check("Pending", err)

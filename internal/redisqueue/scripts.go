@@ -151,8 +151,8 @@ local waiting = redis.call('LLEN', KEYS[2])
 // lease that could still name one of its IDs.
 //
 // KEYS: lease, list, dead, meta. ARGV: owner, headPrefix(id), retention in
-// ms, id. Returns how many entries still wait, or -1
-// (queue.ErrNotLeaseholder).
+// ms, id. Returns {how many entries still wait, the new head or nil}; or
+// -1 (queue.ErrNotLeaseholder); or, run again, only how many wait.
 var ackScript = redis.NewScript(counted(popHeldHead+`
 local update = string.match(head, '^{"id":"[0-9]*","update_id":"([^"\\]*)"')
 if update then
@@ -161,7 +161,7 @@ end
 if waiting == 0 and redis.call('EXISTS', KEYS[3]) == 0 then
 	redis.call('PEXPIRE', KEYS[4], ARGV[3])
 end
-return waiting
+return {waiting, redis.call('LINDEX', KEYS[2], 0)}
 `, 2, 3))
 
 // buryScript moves the head entry to the tail of the dead letters, behind a

@@ -187,7 +187,7 @@ func RunDead(t *testing.T, newQueue func(t *testing.T) queue.Queue) {
 		if ok, err := q.Claim(ctx, "c1", "suite", time.Minute); err != nil || !ok {
 			t.Fatalf("Claim = %v, %v", ok, err)
 		}
-		if err := q.Ack(ctx, "c1", "suite", a.ID); err != nil {
+		if _, _, err := q.Ack(ctx, "c1", "suite", a.ID); err != nil {
 			t.Fatalf("Ack: %v", err)
 		}
 		if pending, _ := q.Pending(ctx, "c1"); len(pending) != 0 {

@@ -149,22 +149,26 @@ func Run(t *testing.T, newQueue func(t *testing.T) queue.Queue) {
 		if err != nil || !ok || string(head.Patch) != `{"a":1}` {
 			t.Fatalf("Head = %+v, %v, %v", head, ok, err)
 		}
-		if err := q.Ack(ctx, "c1", "a", head.ID); err != queue.ErrNotLeaseholder {
+		if _, _, err := q.Ack(ctx, "c1", "a", head.ID); err != queue.ErrNotLeaseholder {
 			t.Fatalf("ack without a lease = %v", err)
 		}
 		if ok, _ := q.Claim(ctx, "c1", "a", time.Minute); !ok {
 			t.Fatal("claim failed")
 		}
-		if err := q.Ack(ctx, "c1", "b", head.ID); err != queue.ErrNotLeaseholder {
+		if _, _, err := q.Ack(ctx, "c1", "b", head.ID); err != queue.ErrNotLeaseholder {
 			t.Fatalf("ack by another owner = %v", err)
 		}
-		if err := q.Ack(ctx, "c1", "a", "not-the-head"); err != queue.ErrNotLeaseholder {
+		if _, _, err := q.Ack(ctx, "c1", "a", "not-the-head"); err != queue.ErrNotLeaseholder {
 			t.Fatalf("ack of another entry = %v", err)
 		}
-		if err := q.Ack(ctx, "c1", "a", head.ID); err != nil {
-			t.Fatalf("ack: %v", err)
+		next, ok, err := q.Ack(ctx, "c1", "a", head.ID)
+		if err != nil || !ok || string(next.Patch) != `{"a":2}` {
+			t.Fatalf("ack = %+v, %v, %v; want the next head, {\"a\":2}", next, ok, err)
 		}
 		head, _, _ = q.Head(ctx, "c1")
+		if head.ID != next.ID || head.CallLogID != "c1" || !head.AcceptedAt.Equal(next.AcceptedAt) {
+			t.Fatalf("the head Ack returned, %+v, is not Head's, %+v", next, head)
+		}
 		if err := q.Bury(ctx, "c1", "a", head.ID, "not_found: call not found", now); err != nil {
 			t.Fatalf("bury: %v", err)
 		}
@@ -193,15 +197,18 @@ func Run(t *testing.T, newQueue func(t *testing.T) queue.Queue) {
 		if dead, _ := q.Dead(ctx, "c1"); len(dead) != 0 {
 			t.Fatalf("dead letters left after requeue: %v", dead)
 		}
-		// Draining the list empties the call and takes it out of the due index.
-		for {
-			h, ok, _ := q.Head(ctx, "c1")
-			if !ok {
-				break
-			}
-			if err := q.Ack(ctx, "c1", "a", h.ID); err != nil {
+		// Draining the list, each Ack giving the next head, empties the
+		// call and takes it out of the due index.
+		h, ok, _ := q.Head(ctx, "c1")
+		var drained []string
+		for ok {
+			drained = append(drained, string(h.Patch))
+			if h, ok, err = q.Ack(ctx, "c1", "a", h.ID); err != nil {
 				t.Fatal(err)
 			}
+		}
+		if got := fmt.Sprint(drained); got != `[{"a":2} {"a":3}]` {
+			t.Fatalf("drained through Ack's heads: %s", got)
 		}
 		if due, _ := q.Due(ctx, now.Add(time.Hour), 10); len(due) != 0 {
 			t.Fatalf("empty call still due: %v", due)
@@ -253,12 +260,12 @@ func Run(t *testing.T, newQueue func(t *testing.T) queue.Queue) {
 		}
 		want("a burial", 2, 2, 1, 1, newer)
 		head, _, _ = q.Head(ctx, "o1")
-		if err := q.Ack(ctx, "o1", "a", head.ID); err != nil {
+		if _, _, err := q.Ack(ctx, "o1", "a", head.ID); err != nil {
 			t.Fatal(err)
 		}
 		// The same ack again (a client retry on Redis; refused in memory)
 		// changes no count.
-		_ = q.Ack(ctx, "o1", "a", head.ID)
+		_, _, _ = q.Ack(ctx, "o1", "a", head.ID)
 		want("an ack, run twice", 1, 1, 1, 1, newer)
 		if n, err := q.Requeue(ctx, "o1", now); err != nil || n != 1 {
 			t.Fatalf("requeue = %d, %v", n, err)
@@ -273,7 +280,7 @@ func Run(t *testing.T, newQueue func(t *testing.T) queue.Queue) {
 		}
 		for _, call := range []string{"o1", "n1"} {
 			head, _, _ := q.Head(ctx, call)
-			if err := q.Ack(ctx, call, "a", head.ID); err != nil {
+			if _, _, err := q.Ack(ctx, call, "a", head.ID); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -348,7 +355,7 @@ func Run(t *testing.T, newQueue func(t *testing.T) queue.Queue) {
 			t.Fatal("claim failed")
 		}
 		for range 2 {
-			if err := q.Ack(ctx, "c1", "a", first.ID); err != nil && err != queue.ErrNotLeaseholder {
+			if _, _, err := q.Ack(ctx, "c1", "a", first.ID); err != nil && err != queue.ErrNotLeaseholder {
 				t.Fatalf("ack: %v", err)
 			}
 		}
