@@ -6,8 +6,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/callpostback/caddy-postback/internal/queue"
 )
 
@@ -42,7 +40,7 @@ import (
 
 // index adds the call to the due index unless it is already there.
 func (q *Queue) index(ctx context.Context, callLogID string, at time.Time) error {
-	if err := q.client.ZAddNX(ctx, q.dueKeyOf(callLogID), redis.Z{Score: score(at), Member: callLogID}).Err(); err != nil {
+	if _, err := q.do(ctx, "zadd", q.dueKeyOf(callLogID), "nx", score(at), callLogID); err != nil {
 		return fmt.Errorf("redisqueue: index call: %w", err)
 	}
 	return nil
@@ -58,24 +56,27 @@ func (q *Queue) indexAll(ctx context.Context, entries []*queue.Entry, at time.Ti
 		return q.index(ctx, entries[0].CallLogID, at)
 	}
 	// One ZADD per shard, all in one pipeline.
-	byShard := make(map[string][]redis.Z)
+	byShard := make(map[string][]any)
+	var shards []string
 	for _, e := range entries {
 		key := q.dueKeyOf(e.CallLogID)
-		byShard[key] = append(byShard[key], redis.Z{Score: score(at), Member: e.CallLogID})
+		if byShard[key] == nil {
+			shards = append(shards, key)
+			byShard[key] = []any{"zadd", key, "nx"}
+		}
+		byShard[key] = append(byShard[key], score(at), e.CallLogID)
 	}
-	pipe := q.client.Pipeline()
-	for key, members := range byShard {
-		pipe.ZAddNX(ctx, key, members...)
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return fmt.Errorf("redisqueue: index calls: %w", err)
+	for _, c := range q.doAll(ctx, len(shards), func(i int) []any { return byShard[shards[i]] }) {
+		if c.Err != nil {
+			return fmt.Errorf("redisqueue: index calls: %w", c.Err)
+		}
 	}
 	return nil
 }
 
 // schedule sets the call's next check in the due index.
 func (q *Queue) schedule(ctx context.Context, callLogID string, at time.Time) error {
-	if err := q.client.ZAdd(ctx, q.dueKeyOf(callLogID), redis.Z{Score: score(at), Member: callLogID}).Err(); err != nil {
+	if _, err := q.do(ctx, "zadd", q.dueKeyOf(callLogID), score(at), callLogID); err != nil {
 		return fmt.Errorf("redisqueue: schedule call: %w", err)
 	}
 	return nil
