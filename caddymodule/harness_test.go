@@ -91,7 +91,16 @@ func (s *scriptedStore) set(id, state string) {
 
 func (s *scriptedStore) serve(w http.ResponseWriter, r *http.Request) {
 	n := s.inFlight.Add(1)
-	defer s.inFlight.Add(-1)
+	// A PATCH leaves the count before its answer is written, so that the
+	// request its sender makes next, once answered, is never counted with it.
+	left := false
+	leave := func() {
+		if !left {
+			left = true
+			s.inFlight.Add(-1)
+		}
+	}
+	defer leave()
 	for {
 		p := s.peak.Load()
 		if n <= p || s.peak.CompareAndSwap(p, n) {
@@ -147,6 +156,9 @@ func (s *scriptedStore) serve(w http.ResponseWriter, r *http.Request) {
 		s.patches = append(s.patches, patchRecord{id, r.Header.Get("X-Account-Id"), r.Header.Get("X-Postback-Webhook"), r.Header.Get("X-Request-Id"), string(body)})
 	}
 	s.mu.Unlock()
+	if state != "live-slow" && state != "hang" {
+		leave()
+	}
 	switch state {
 	case "live-slow":
 		// Answers live after a second, whether or not the edge still waits.
