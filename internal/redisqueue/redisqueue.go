@@ -134,15 +134,28 @@ func (q *Queue) checkOne(ctx context.Context, e *queue.Entry, opts queue.AppendO
 	c.args = [2]any{"llen", q.listKey(e.CallLogID)}
 	c.command[0].Args = c.args[:]
 	q.batcher.RunAll(ctx, c.command[:])
-	n, err := asInt(c.command[0].Val, c.command[0].Err)
+	nothing, err := q.nothingWaits(e.CallLogID, c.command[0].Val, c.command[0].Err)
 	switch {
 	case err != nil:
-		c.result[0] = queue.AppendResult{Err: fmt.Errorf("redisqueue: ordering check of call %q: %w", e.CallLogID, err), Unwritten: true}
-	case n > 0:
-		q.hints.add(e.CallLogID) // its next append goes straight to the script
+		c.result[0] = queue.AppendResult{Err: err, Unwritten: true}
+	case !nothing:
 		return q.appendAll(ctx, []*queue.Entry{e}, opts)
 	}
 	return c.result[:]
+}
+
+// nothingWaits reads the answer to the ordering check's LLEN of a call:
+// true when no entry waits. A call found waiting is hinted, so that its
+// next append goes straight to the script.
+func (q *Queue) nothingWaits(callLogID string, reply any, err error) (bool, error) {
+	n, err := asInt(reply, err)
+	if err != nil {
+		return false, fmt.Errorf("redisqueue: ordering check of call %q: %w", callLogID, err)
+	}
+	if n > 0 {
+		q.hints.add(callLogID)
+	}
+	return n == 0, nil
 }
 
 // NothingWaiting asks, in one round trip through the batcher when there is
@@ -171,14 +184,11 @@ func (q *Queue) AskNothingWaiting(ctx context.Context, callLogIDs []string) func
 	return func() ([]bool, error) {
 		wait()
 		for k, r := range waiting {
-			n, err := asInt(r.Val, r.Err)
+			none, err := q.nothingWaits(callLogIDs[asked[k]], r.Val, r.Err)
 			if err != nil {
-				return nil, fmt.Errorf("redisqueue: ordering check of call %q: %w", callLogIDs[asked[k]], err)
+				return nil, err
 			}
-			nothing[asked[k]] = n == 0
-			if n > 0 {
-				q.hints.add(callLogIDs[asked[k]]) // its append goes straight to the script
-			}
+			nothing[asked[k]] = none
 		}
 		return nothing, nil
 	}
